@@ -1,0 +1,339 @@
+//! Opening a model checkpoint on disk and reading single tensors from it.
+//!
+//! A [`Checkpoint`] is a model configuration plus a [`TensorStore`]: an index of the tensors in
+//! the model's files (memory-mapped where the format allows) that reads one tensor at a time,
+//! converted to `f64`. Nothing is read until a tensor is asked for, so analysing the attention
+//! of a model never touches its MLP or embedding weights.
+//!
+//! Tensor names are matched by suffix on `.` boundaries ([`Checkpoint::find`]), because Hub
+//! files differ in whether they carry the model prefix (`transformer.h.0.attn.c_attn.weight`
+//! against `h.0.attn.c_attn.weight`).
+
+pub mod safetensors;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{ConfigError, ModelConfig};
+use crate::dtype::DType;
+use crate::matrix::Matrix;
+
+/// Errors opening a checkpoint or reading a tensor from it. Each names the file and tensor.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{path} does not exist")]
+    NotFound { path: PathBuf },
+    #[error("no weights found in {dir}: expected {expected}")]
+    NoWeights {
+        dir: PathBuf,
+        expected: &'static str,
+    },
+    #[error("corrupt safetensors file {file}: {problem}")]
+    Safetensors { file: PathBuf, problem: String },
+    #[error("corrupt PyTorch checkpoint {file}: {problem}")]
+    Pickle { file: PathBuf, problem: String },
+    #[error("corrupt GGUF file {file}: {problem}")]
+    Gguf { file: PathBuf, problem: String },
+    #[error("bad shard index {file}: {problem}")]
+    Index { file: PathBuf, problem: String },
+    #[error("tensor `{name}` not found; searched {}", display_paths(files))]
+    TensorNotFound { name: String, files: Vec<PathBuf> },
+    #[error("tensor name `{name}` is ambiguous: it matches {candidates:?}")]
+    AmbiguousTensor {
+        name: String,
+        candidates: Vec<String>,
+    },
+    #[error("tensor `{name}` appears twice: in {first} and in {second}")]
+    DuplicateTensor {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("tensor `{tensor}` in {file} has dtype {dtype}, which cannot be read as weights")]
+    UnsupportedDType {
+        tensor: String,
+        file: PathBuf,
+        dtype: DType,
+    },
+    #[error("tensor `{tensor}` in {file} has shape {shape:?}; expected a {expected}")]
+    BadRank {
+        tensor: String,
+        file: PathBuf,
+        shape: Vec<usize>,
+        expected: &'static str,
+    },
+    #[error(
+        "tensor `{tensor}` in {file} holds {count} NaN or infinite values (first at flat index {first}: {value})"
+    )]
+    NonFinite {
+        tensor: String,
+        file: PathBuf,
+        count: usize,
+        first: usize,
+        value: f64,
+    },
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "no files".to_string();
+    }
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The on-disk format of a checkpoint's weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceFormat {
+    Safetensors,
+    PytorchBin,
+    Gguf,
+}
+
+impl SourceFormat {
+    /// The name used in the `models/` table and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceFormat::Safetensors => "safetensors",
+            SourceFormat::PytorchBin => "pytorch_bin",
+            SourceFormat::Gguf => "gguf",
+        }
+    }
+}
+
+impl fmt::Display for SourceFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One tensor of a checkpoint: its name, type, shape and the file holding it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorMeta {
+    /// The name under which it is looked up (the stored name, or for GGUF the
+    /// Hugging Face name it corresponds to).
+    pub name: String,
+    /// The name as stored in the file, where it differs from `name`.
+    pub stored_name: Option<String>,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// Index into [`TensorStore::files`].
+    pub file: usize,
+}
+
+impl TensorMeta {
+    /// Number of elements (product of the shape).
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The name as it appears in the file.
+    pub fn stored_name(&self) -> &str {
+        self.stored_name.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// An index of the tensors in a model's files that reads single tensors on demand.
+pub trait TensorStore: Send + Sync {
+    /// The files' format.
+    fn format(&self) -> SourceFormat;
+    /// Every weight file of the model, in a stable order.
+    fn files(&self) -> &[PathBuf];
+    /// Every tensor, in a stable order.
+    fn tensors(&self) -> &[TensorMeta];
+    /// Reads tensor `index` (into [`TensorStore::tensors`]) converted to `f64`, row-major.
+    fn read(&self, index: usize) -> Result<Vec<f64>, CheckpointError>;
+}
+
+/// A model on disk: its configuration and its tensors.
+pub struct Checkpoint {
+    root: PathBuf,
+    config: ModelConfig,
+    store: Box<dyn TensorStore>,
+    by_name: HashMap<String, usize>,
+}
+
+impl fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("root", &self.root)
+            .field("format", &self.store.format())
+            .field("files", &self.store.files())
+            .field("tensors", &self.store.tensors().len())
+            .finish()
+    }
+}
+
+const EXPECTED_WEIGHTS: &str = "model.safetensors, model.safetensors.index.json, model-*-of-*.safetensors, \
+pytorch_model.bin, pytorch_model.bin.index.json or a .gguf file";
+
+impl Checkpoint {
+    /// Opens a checkpoint directory holding `config.json` and its weights.
+    ///
+    /// Weights are looked for in this order: `model.safetensors.index.json` (sharded),
+    /// `model.safetensors`, `model-*-of-*.safetensors` shards without an index.
+    pub fn open(path: &Path) -> Result<Checkpoint, CheckpointError> {
+        if !path.exists() {
+            return Err(CheckpointError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        if path.is_file() {
+            return Err(CheckpointError::NoWeights {
+                dir: path.to_path_buf(),
+                expected: EXPECTED_WEIGHTS,
+            });
+        }
+        let config = ModelConfig::load(&path.join("config.json"))?;
+        let store: Box<dyn TensorStore> =
+            if let Some(st) = safetensors::SafetensorsStore::open_dir(path)? {
+                Box::new(st)
+            } else {
+                return Err(CheckpointError::NoWeights {
+                    dir: path.to_path_buf(),
+                    expected: EXPECTED_WEIGHTS,
+                });
+            };
+        Ok(Checkpoint::from_parts(path, config, store))
+    }
+
+    /// Builds a checkpoint from a configuration and an already opened store.
+    pub fn from_parts(root: &Path, config: ModelConfig, store: Box<dyn TensorStore>) -> Checkpoint {
+        let by_name = store
+            .tensors()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        Checkpoint {
+            root: root.to_path_buf(),
+            config,
+            store,
+            by_name,
+        }
+    }
+
+    /// The directory or file the checkpoint was opened from.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn format(&self) -> SourceFormat {
+        self.store.format()
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        self.store.files()
+    }
+
+    pub fn tensors(&self) -> &[TensorMeta] {
+        self.store.tensors()
+    }
+
+    /// The file holding `meta`.
+    pub fn file_of(&self, meta: &TensorMeta) -> &Path {
+        &self.store.files()[meta.file]
+    }
+
+    /// The tensor whose name is `suffix` or ends with `.` + `suffix`.
+    ///
+    /// `Ok(None)` when none matches; an error when several do (a multimodal checkpoint with
+    /// two towers, say), naming them.
+    pub fn find(&self, suffix: &str) -> Result<Option<&TensorMeta>, CheckpointError> {
+        if let Some(&i) = self.by_name.get(suffix) {
+            return Ok(Some(&self.store.tensors()[i]));
+        }
+        let dotted = format!(".{suffix}");
+        let mut hits = self
+            .store
+            .tensors()
+            .iter()
+            .filter(|t| t.name.ends_with(&dotted));
+        let first = hits.next();
+        let rest: Vec<&TensorMeta> = hits.collect();
+        if rest.is_empty() {
+            return Ok(first);
+        }
+        let mut candidates: Vec<String> = rest.iter().map(|t| t.name.clone()).collect();
+        candidates.insert(0, first.map(|t| t.name.clone()).unwrap_or_default());
+        Err(CheckpointError::AmbiguousTensor {
+            name: suffix.to_string(),
+            candidates,
+        })
+    }
+
+    /// Like [`Checkpoint::find`], but a missing tensor is an error naming it and the files searched.
+    pub fn require(&self, suffix: &str) -> Result<&TensorMeta, CheckpointError> {
+        self.find(suffix)?
+            .ok_or_else(|| CheckpointError::TensorNotFound {
+                name: suffix.to_string(),
+                files: self.store.files().to_vec(),
+            })
+    }
+
+    /// Reads a tensor as `f64`; NaN or infinite values are an error naming the tensor.
+    pub fn read(&self, meta: &TensorMeta) -> Result<Vec<f64>, CheckpointError> {
+        let index =
+            *self
+                .by_name
+                .get(&meta.name)
+                .ok_or_else(|| CheckpointError::TensorNotFound {
+                    name: meta.name.clone(),
+                    files: self.store.files().to_vec(),
+                })?;
+        let data = self.store.read(index)?;
+        if let Some(first) = data.iter().position(|x| !x.is_finite()) {
+            return Err(CheckpointError::NonFinite {
+                tensor: meta.name.clone(),
+                file: self.file_of(meta).to_path_buf(),
+                count: data.iter().filter(|x| !x.is_finite()).count(),
+                first,
+                value: data[first],
+            });
+        }
+        Ok(data)
+    }
+
+    /// Reads a 2-D tensor as a matrix of its stored shape.
+    pub fn read_matrix(&self, meta: &TensorMeta) -> Result<Matrix, CheckpointError> {
+        if meta.shape.len() != 2 {
+            return Err(self.bad_rank(meta, "2-D matrix"));
+        }
+        let data = self.read(meta)?;
+        Matrix::from_vec(meta.shape[0], meta.shape[1], data)
+            .ok_or_else(|| self.bad_rank(meta, "2-D matrix"))
+    }
+
+    /// Reads a 1-D tensor (a bias or a norm gain).
+    pub fn read_vector(&self, meta: &TensorMeta) -> Result<Vec<f64>, CheckpointError> {
+        if meta.shape.len() != 1 {
+            return Err(self.bad_rank(meta, "1-D vector"));
+        }
+        self.read(meta)
+    }
+
+    fn bad_rank(&self, meta: &TensorMeta, expected: &'static str) -> CheckpointError {
+        CheckpointError::BadRank {
+            tensor: meta.name.clone(),
+            file: self.file_of(meta).to_path_buf(),
+            shape: meta.shape.clone(),
+            expected,
+        }
+    }
+}

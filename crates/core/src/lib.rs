@@ -1,0 +1,24 @@
+//! attn-spectra: spectral analysis of transformer attention weights.
+//!
+//! This crate is the domain of the `pipeline` tool. Data flows through it in this order:
+//!
+//! 1. [`checkpoint`] opens a model on disk (safetensors, PyTorch `.bin`, GGUF), memory-maps
+//!    its files and reads single tensors on demand, converted to `f64`.
+//! 2. [`arch`] knows, per `config.json` `model_type`, which tensors hold the attention
+//!    projections and how fused layouts interleave heads; it yields one
+//!    [`attention::LayerAttention`] per layer in a canonical layout.
+//! 3. [`attention`] splits a layer into per-head matrices (W_Q^h, W_K^g, W_V^g, W_O^h) and
+//!    the grouped-query map h -> g, and optionally folds the pre-attention norm gain.
+//!
+//! Heavy optional parts (libtorch through tch, DataFusion) live in other crates of the
+//! workspace so that this one builds and tests quickly.
+
+pub mod checkpoint;
+pub mod config;
+pub mod dtype;
+pub mod matrix;
+
+pub use checkpoint::{Checkpoint, CheckpointError};
+pub use config::ModelConfig;
+pub use dtype::DType;
+pub use matrix::Matrix;

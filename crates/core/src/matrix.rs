@@ -1,0 +1,232 @@
+//! A dense, row-major `f64` matrix: the currency between checkpoint readers, the
+//! architecture registry and the spectral engine.
+
+/// A dense row-major matrix of `f64`.
+///
+/// Weights are converted to `f64` when read, whatever their stored type, so the split into
+/// heads and every comparison against reference values happens at full precision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matrix {
+    rows: usize,
+    cols: usize,
+    data: Vec<f64>,
+}
+
+impl Matrix {
+    /// Wraps row-major `data`; `None` when its length is not `rows * cols`.
+    pub fn from_vec(rows: usize, cols: usize, data: Vec<f64>) -> Option<Matrix> {
+        (rows.checked_mul(cols)? == data.len()).then_some(Matrix { rows, cols, data })
+    }
+
+    /// A matrix of zeros.
+    pub fn zeros(rows: usize, cols: usize) -> Matrix {
+        Matrix {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
+    }
+
+    /// Builds a matrix from a function of (row, column).
+    pub fn from_fn(rows: usize, cols: usize, mut f: impl FnMut(usize, usize) -> f64) -> Matrix {
+        let mut data = Vec::with_capacity(rows * cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                data.push(f(r, c));
+            }
+        }
+        Matrix { rows, cols, data }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// (rows, cols)
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// The row-major elements.
+    pub fn data(&self) -> &[f64] {
+        &self.data
+    }
+
+    pub fn into_vec(self) -> Vec<f64> {
+        self.data
+    }
+
+    /// Element (r, c). Panics when out of range, like slice indexing.
+    pub fn get(&self, r: usize, c: usize) -> f64 {
+        assert!(r < self.rows && c < self.cols, "index out of range");
+        self.data[r * self.cols + c]
+    }
+
+    /// Row `r` as a slice.
+    pub fn row(&self, r: usize) -> &[f64] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+
+    /// The transpose.
+    pub fn transpose(&self) -> Matrix {
+        let mut data = vec![0.0; self.data.len()];
+        for r in 0..self.rows {
+            for c in 0..self.cols {
+                data[c * self.rows + r] = self.data[r * self.cols + c];
+            }
+        }
+        Matrix {
+            rows: self.cols,
+            cols: self.rows,
+            data,
+        }
+    }
+
+    /// Rows `start..start + len` as a new matrix. Panics when out of range.
+    pub fn row_block(&self, start: usize, len: usize) -> Matrix {
+        assert!(start + len <= self.rows, "row block out of range");
+        Matrix {
+            rows: len,
+            cols: self.cols,
+            data: self.data[start * self.cols..(start + len) * self.cols].to_vec(),
+        }
+    }
+
+    /// Columns `start..start + len` as a new matrix. Panics when out of range.
+    pub fn col_block(&self, start: usize, len: usize) -> Matrix {
+        assert!(start + len <= self.cols, "column block out of range");
+        Matrix::from_fn(self.rows, len, |r, c| self.data[r * self.cols + start + c])
+    }
+
+    /// Stacks matrices with equal column counts on top of each other.
+    pub fn vstack(parts: &[Matrix]) -> Option<Matrix> {
+        let cols = parts.first()?.cols;
+        if parts.iter().any(|p| p.cols != cols) {
+            return None;
+        }
+        let rows = parts.iter().map(|p| p.rows).sum();
+        let mut data = Vec::with_capacity(rows * cols);
+        for p in parts {
+            data.extend_from_slice(&p.data);
+        }
+        Some(Matrix { rows, cols, data })
+    }
+
+    /// Multiplies column `c` by `scale[c]` (folds a diagonal matrix in from the right).
+    pub fn scale_columns(&mut self, scale: &[f64]) {
+        assert_eq!(scale.len(), self.cols, "one scale per column");
+        for row in self.data.chunks_exact_mut(self.cols.max(1)) {
+            for (x, s) in row.iter_mut().zip(scale) {
+                *x *= s;
+            }
+        }
+    }
+
+    /// The product `self * v` for a vector `v` of length `cols`.
+    pub fn mul_vec(&self, v: &[f64]) -> Vec<f64> {
+        assert_eq!(v.len(), self.cols, "vector length must equal column count");
+        (0..self.rows)
+            .map(|r| self.row(r).iter().zip(v).map(|(a, b)| a * b).sum())
+            .collect()
+    }
+
+    /// The product `self * other`.
+    pub fn matmul(&self, other: &Matrix) -> Matrix {
+        assert_eq!(self.cols, other.rows, "inner dimensions must agree");
+        let mut out = Matrix::zeros(self.rows, other.cols);
+        for r in 0..self.rows {
+            for k in 0..self.cols {
+                let a = self.data[r * self.cols + k];
+                if a == 0.0 {
+                    continue;
+                }
+                let src = other.row(k);
+                let dst = &mut out.data[r * other.cols..(r + 1) * other.cols];
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d += a * s;
+                }
+            }
+        }
+        out
+    }
+
+    /// The largest absolute element, 0 for an empty matrix.
+    pub fn max_abs(&self) -> f64 {
+        self.data.iter().fold(0.0, |m, x| m.max(x.abs()))
+    }
+
+    /// Index (row, col) and value of the first NaN or infinite element.
+    pub fn first_non_finite(&self) -> Option<(usize, usize, f64)> {
+        let i = self.data.iter().position(|x| !x.is_finite())?;
+        Some((i / self.cols.max(1), i % self.cols.max(1), self.data[i]))
+    }
+
+    /// Number of NaN or infinite elements.
+    pub fn count_non_finite(&self) -> usize {
+        self.data.iter().filter(|x| !x.is_finite()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(rows: usize, cols: usize) -> Matrix {
+        Matrix::from_fn(rows, cols, |r, c| (r * 10 + c) as f64)
+    }
+
+    #[test]
+    fn from_vec_checks_length() {
+        assert!(Matrix::from_vec(2, 3, vec![0.0; 6]).is_some());
+        assert!(Matrix::from_vec(2, 3, vec![0.0; 5]).is_none());
+        assert!(Matrix::from_vec(usize::MAX, 2, vec![]).is_none());
+    }
+
+    #[test]
+    fn blocks_and_transpose() {
+        let a = m(3, 4);
+        assert_eq!(
+            a.row_block(1, 2).data(),
+            &[10., 11., 12., 13., 20., 21., 22., 23.]
+        );
+        assert_eq!(a.col_block(2, 2).data(), &[2., 3., 12., 13., 22., 23.]);
+        let t = a.transpose();
+        assert_eq!(t.shape(), (4, 3));
+        assert_eq!(t.get(3, 2), 23.0);
+        assert_eq!(t.transpose(), a);
+    }
+
+    #[test]
+    fn products() {
+        let a = Matrix::from_vec(2, 2, vec![1., 2., 3., 4.]).unwrap();
+        let b = Matrix::from_vec(2, 1, vec![5., 6.]).unwrap();
+        assert_eq!(a.matmul(&b).data(), &[17., 39.]);
+        assert_eq!(a.mul_vec(&[5., 6.]), vec![17., 39.]);
+        let mut c = a.clone();
+        c.scale_columns(&[2., 10.]);
+        assert_eq!(c.data(), &[2., 20., 6., 40.]);
+    }
+
+    #[test]
+    fn finds_non_finite() {
+        let mut d = vec![0.0; 6];
+        d[4] = f64::NAN;
+        d[5] = f64::INFINITY;
+        let a = Matrix::from_vec(2, 3, d).unwrap();
+        let (r, c, _) = a.first_non_finite().unwrap();
+        assert_eq!((r, c), (1, 1));
+        assert_eq!(a.count_non_finite(), 2);
+        assert!(m(2, 2).first_non_finite().is_none());
+    }
+
+    #[test]
+    fn vstack_requires_equal_columns() {
+        let s = Matrix::vstack(&[m(1, 3), m(2, 3)]).unwrap();
+        assert_eq!(s.shape(), (3, 3));
+        assert!(Matrix::vstack(&[m(1, 3), m(1, 2)]).is_none());
+    }
+}

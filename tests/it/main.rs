@@ -1,0 +1,1 @@
+//! Integration tests: each module runs the real `pipeline` binary against fixture checkpoints.
