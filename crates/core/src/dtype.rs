@@ -125,7 +125,7 @@ impl fmt::Display for DType {
 /// elements; the caller turns that into an error naming the tensor.
 pub fn decode_f64(dtype: DType, bytes: &[u8], out: &mut Vec<f64>) -> Option<()> {
     let size = dtype.element_size()?;
-    if !dtype.is_plain_float() || bytes.len() % size != 0 {
+    if !dtype.is_plain_float() || !bytes.len().is_multiple_of(size) {
         return None;
     }
     out.reserve(bytes.len() / size);

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::{CheckpointError, SourceFormat, TensorMeta, TensorStore};
 use crate::dtype::{DType, decode_f64};
@@ -97,101 +97,151 @@ impl MappedFile {
         }
     }
 
-    /// Parses and validates the header; returns (name, dtype, shape, byte range) per tensor.
-    fn parse(
-        &mut self,
-    ) -> Result<Vec<(String, DType, Vec<usize>, (usize, usize))>, CheckpointError> {
+    /// Parses and validates the header of the mapped file.
+    fn parse(&mut self) -> Result<Vec<HeaderEntry>, CheckpointError> {
         let len = self.map.len() as u64;
-        if len < 8 {
-            return Err(self.corrupt(format!(
-                "file is {len} bytes, too short for the 8-byte header length"
-            )));
-        }
-        let n = u64::from_le_bytes(self.map[..8].try_into().expect("8 bytes"));
-        if n > MAX_HEADER {
-            return Err(self.corrupt(format!(
-                "header length {n} exceeds the limit of {MAX_HEADER} bytes"
-            )));
-        }
-        if 8 + n > len {
-            return Err(self.corrupt(format!(
-                "header length {n} runs past the end of the file ({len} bytes)"
-            )));
-        }
+        let n = header_length(&self.path, &self.map[..self.map.len().min(8)], len)?;
         let data_start = 8 + n as usize;
-        let data_len = self.map.len() - data_start;
-        let header: RawHeader = serde_json::from_slice(&self.map[8..data_start])
-            .map_err(|e| self.corrupt(format!("header is not a JSON object of tensors: {e}")))?;
-        let mut seen = HashMap::new();
-        let mut out = Vec::with_capacity(header.0.len());
-        for (name, value) in header.0 {
-            if seen.insert(name.clone(), ()).is_some() {
-                return Err(self.corrupt(format!("tensor `{name}` is listed twice in the header")));
-            }
-            if name == "__metadata__" {
-                if !value.is_object() {
-                    return Err(self.corrupt("`__metadata__` must be an object"));
-                }
-                continue;
-            }
-            let entry: RawEntry = serde_json::from_value(value)
-                .map_err(|e| self.corrupt(format!("tensor `{name}`: bad header entry: {e}")))?;
-            let dtype = DType::from_safetensors(&entry.dtype).ok_or_else(|| {
-                self.corrupt(format!("tensor `{name}`: unknown dtype `{}`", entry.dtype))
-            })?;
-            let (begin, end) = entry.data_offsets;
-            if begin > end || end > data_len as u64 {
-                return Err(self.corrupt(format!(
-                    "tensor `{name}`: data offsets [{begin}, {end}] lie outside the {data_len}-byte data section"
-                )));
-            }
-            let elem = dtype
-                .element_size()
-                .expect("safetensors dtypes have a size") as u64;
-            let expected = entry
-                .shape
-                .iter()
-                .try_fold(elem, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| {
-                    self.corrupt(format!(
-                        "tensor `{name}`: shape {:?} overflows",
-                        entry.shape
-                    ))
-                })?;
-            if expected != end - begin {
-                return Err(self.corrupt(format!(
-                    "tensor `{name}`: {} bytes for dtype {dtype} and shape {:?}, which need {expected}",
-                    end - begin,
-                    entry.shape
-                )));
-            }
-            let shape = entry
-                .shape
-                .iter()
-                .map(|&d| usize::try_from(d))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| {
-                    self.corrupt(format!(
-                        "tensor `{name}`: shape {:?} too large",
-                        entry.shape
-                    ))
-                })?;
-            out.push((name, dtype, shape, (begin as usize, end as usize)));
-        }
-        let mut order: Vec<usize> = (0..out.len()).collect();
-        order.sort_by_key(|&i| out[i].3);
-        for w in order.windows(2) {
-            let (a, b) = (&out[w[0]], &out[w[1]]);
-            if b.3.0 < a.3.1 {
-                return Err(self.corrupt(format!(
-                    "tensors `{}` [{}, {}] and `{}` [{}, {}] overlap",
-                    a.0, a.3.0, a.3.1, b.0, b.3.0, b.3.1
-                )));
-            }
-        }
+        let entries = parse_header(&self.path, &self.map[8..data_start], len - 8 - n)?;
         self.data_start = data_start;
-        Ok(out)
+        Ok(entries)
     }
+}
+
+/// One validated tensor entry of a safetensors header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeaderEntry {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// Byte range within the data section (after the 8-byte length and the header).
+    pub range: (usize, usize),
+}
+
+fn corrupt(file: &Path, problem: impl Into<String>) -> CheckpointError {
+    CheckpointError::Safetensors {
+        file: file.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+/// Validates the 8-byte header length `first8` of a file of `file_len` bytes and returns it.
+///
+/// Shared by the memory-mapped reader and readers that fetch byte ranges over HTTP.
+pub fn header_length(file: &Path, first8: &[u8], file_len: u64) -> Result<u64, CheckpointError> {
+    let Ok(bytes) = <[u8; 8]>::try_from(first8) else {
+        return Err(corrupt(
+            file,
+            format!("file is {file_len} bytes, too short for the 8-byte header length"),
+        ));
+    };
+    let n = u64::from_le_bytes(bytes);
+    if n > MAX_HEADER {
+        return Err(corrupt(
+            file,
+            format!("header length {n} exceeds the limit of {MAX_HEADER} bytes"),
+        ));
+    }
+    if 8 + n > file_len {
+        return Err(corrupt(
+            file,
+            format!("header length {n} runs past the end of the file ({file_len} bytes)"),
+        ));
+    }
+    Ok(n)
+}
+
+/// Parses and validates a header's JSON against a data section of `data_len` bytes.
+///
+/// Every entry's byte range must lie inside the data section and match its dtype and shape,
+/// no two entries may overlap and no name may appear twice; `file` is only used in messages.
+pub fn parse_header(
+    file: &Path,
+    json: &[u8],
+    data_len: u64,
+) -> Result<Vec<HeaderEntry>, CheckpointError> {
+    let bad = |problem: String| corrupt(file, problem);
+    let header: RawHeader = serde_json::from_slice(json)
+        .map_err(|e| bad(format!("header is not a JSON object of tensors: {e}")))?;
+    let mut seen = HashMap::new();
+    let mut out: Vec<HeaderEntry> = Vec::with_capacity(header.0.len());
+    for (name, value) in header.0 {
+        if seen.insert(name.clone(), ()).is_some() {
+            return Err(bad(format!(
+                "tensor `{name}` is listed twice in the header"
+            )));
+        }
+        if name == "__metadata__" {
+            if !value.is_object() {
+                return Err(bad("`__metadata__` must be an object".into()));
+            }
+            continue;
+        }
+        let entry: RawEntry = serde_json::from_value(value)
+            .map_err(|e| bad(format!("tensor `{name}`: bad header entry: {e}")))?;
+        let dtype = DType::from_safetensors(&entry.dtype)
+            .ok_or_else(|| bad(format!("tensor `{name}`: unknown dtype `{}`", entry.dtype)))?;
+        let (begin, end) = entry.data_offsets;
+        if begin > end || end > data_len {
+            return Err(bad(format!(
+                "tensor `{name}`: data offsets [{begin}, {end}] lie outside the {data_len}-byte data section"
+            )));
+        }
+        let elem = dtype
+            .element_size()
+            .expect("safetensors dtypes have a size") as u64;
+        let expected = entry
+            .shape
+            .iter()
+            .try_fold(elem, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| {
+                bad(format!(
+                    "tensor `{name}`: shape {:?} overflows",
+                    entry.shape
+                ))
+            })?;
+        if expected != end - begin {
+            return Err(bad(format!(
+                "tensor `{name}`: {} bytes for dtype {dtype} and shape {:?}, which need {expected}",
+                end - begin,
+                entry.shape
+            )));
+        }
+        let shape = entry
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                bad(format!(
+                    "tensor `{name}`: shape {:?} too large",
+                    entry.shape
+                ))
+            })?;
+        let range = (
+            usize::try_from(begin)
+                .map_err(|_| bad(format!("tensor `{name}`: offset too large")))?,
+            usize::try_from(end).map_err(|_| bad(format!("tensor `{name}`: offset too large")))?,
+        );
+        out.push(HeaderEntry {
+            name,
+            dtype,
+            shape,
+            range,
+        });
+    }
+    let mut order: Vec<usize> = (0..out.len()).collect();
+    order.sort_by_key(|&i| out[i].range);
+    for w in order.windows(2) {
+        let (a, b) = (&out[w[0]], &out[w[1]]);
+        if b.range.0 < a.range.1 {
+            return Err(bad(format!(
+                "tensors `{}` [{}, {}] and `{}` [{}, {}] overlap",
+                a.name, a.range.0, a.range.1, b.name, b.range.0, b.range.1
+            )));
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -213,7 +263,13 @@ impl SafetensorsStore {
             let mut mapped = MappedFile::open(path)?;
             let entries = mapped.parse()?;
             let file = store.maps.len();
-            for (name, dtype, shape, range) in entries {
+            for HeaderEntry {
+                name,
+                dtype,
+                shape,
+                range,
+            } in entries
+            {
                 if let Some(&prev) = owner.get(&name) {
                     return Err(CheckpointError::DuplicateTensor {
                         name,
@@ -452,7 +508,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
         std::fs::write(&path, [1, 2, 3]).unwrap();
-        let e = SafetensorsStore::open_files(&[path.clone()])
+        let e = SafetensorsStore::open_files(std::slice::from_ref(&path))
             .err()
             .unwrap()
             .to_string();
