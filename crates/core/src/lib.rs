@@ -13,11 +13,15 @@
 //! Heavy optional parts (libtorch through tch, DataFusion) live in other crates of the
 //! workspace so that this one builds and tests quickly.
 
+pub mod arch;
+pub mod attention;
 pub mod checkpoint;
 pub mod config;
 pub mod dtype;
 pub mod matrix;
 
+pub use arch::{ArchError, Architecture, Geometry};
+pub use attention::LayerAttention;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::ModelConfig;
 pub use dtype::DType;
