@@ -505,12 +505,11 @@ mod tests {
         v.into_iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 
-    /// A checkpoint directory with `config` and F32 tensors given as (name, shape, value fn).
-    fn ckpt(
-        dir: &Path,
-        config: serde_json::Value,
-        tensors: &[(&str, Vec<usize>, &dyn Fn(usize) -> f32)],
-    ) -> Checkpoint {
+    /// (tensor name, shape, value of each flat index)
+    type Spec<'a> = (&'a str, Vec<usize>, &'a dyn Fn(usize) -> f32);
+
+    /// A checkpoint directory with `config` and F32 tensors.
+    fn ckpt(dir: &Path, config: serde_json::Value, tensors: &[Spec]) -> Checkpoint {
         std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
         let owned: Vec<(&str, DType, Vec<usize>, Vec<u8>)> = tensors
             .iter()
