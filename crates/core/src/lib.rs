@@ -17,6 +17,7 @@ pub mod arch;
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod dataset;
 pub mod dtype;
 pub mod matrix;
 
