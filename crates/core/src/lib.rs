@@ -19,11 +19,14 @@ pub mod checkpoint;
 pub mod config;
 pub mod dataset;
 pub mod dtype;
+pub mod kind;
 pub mod matrix;
+pub mod pipeline;
 
 pub use arch::{ArchError, Architecture, Geometry};
 pub use attention::LayerAttention;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::ModelConfig;
 pub use dtype::DType;
+pub use kind::MatrixKind;
 pub use matrix::Matrix;
