@@ -19,7 +19,7 @@
 //!   HEAD/ETag handling, the blob/snapshot cache layout and its lock file, and Xet-backed
 //!   transfers on the real Hub.
 //!
-//! It falls short in two ways, both seen against the mock Hub ([`mock`], feature `mock`):
+//! It falls short in two ways, both seen against the mock Hub (module `mock`, feature `mock`):
 //! a body cut off mid-file is not resumed (it leaves `blobs/<etag>.incomplete` and its next try
 //! starts from zero), and in its cache path the status of the GET that follows a good HEAD is
 //! not checked, so an error page can be stored as the blob. So this crate:
@@ -28,8 +28,8 @@
 //!   the ETag of a file stored in git); a bad blob is deleted;
 //! - retries itself, with exponential backoff on 5xx, 408, 429, timeouts and broken
 //!   connections, resuming `.incomplete` files with a `Range` request (its own verified
-//!   download, [`transport`](crate) internals), and once an `.incomplete` file exists it never
-//!   hands the file back to `hf-hub`, which would truncate it;
+//!   download); once an `.incomplete` file exists the file is never handed back to `hf-hub`,
+//!   which would truncate it;
 //! - writes `refs/<revision>` and the snapshot links itself (`hf-hub` keeps those helpers
 //!   private), in the same format, and answers offline requests from the cache itself;
 //! - reads remote tensors with its own ranged GETs (`hf-hub` has ranged reads, but only async

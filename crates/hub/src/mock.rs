@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -106,7 +106,12 @@ struct State {
     gates: Mutex<HashMap<String, String>>,
     log: Mutex<Vec<RecordedRequest>>,
     next_id: AtomicU64,
+    /// Connections being served.
+    open: AtomicUsize,
 }
+
+/// Connections served at once; more are answered 503 at once.
+const MAX_CONNECTIONS: usize = 64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -131,11 +136,24 @@ impl Listener {
                     if stop2.load(Ordering::SeqCst) {
                         break;
                     }
-                    let Ok(conn) = conn else { continue };
-                    let state = Arc::clone(&state);
-                    let _ = std::thread::Builder::new()
+                    let Ok(mut conn) = conn else { continue };
+                    if state.open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                        state.open.fetch_sub(1, Ordering::SeqCst);
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        continue;
+                    }
+                    let conn_state = Arc::clone(&state);
+                    let spawned = std::thread::Builder::new()
                         .name("mock-hub-conn".into())
-                        .spawn(move || handle(conn, origin, &state));
+                        .spawn(move || {
+                            handle(conn, origin, &conn_state);
+                            conn_state.open.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    if spawned.is_err() {
+                        state.open.fetch_sub(1, Ordering::SeqCst);
+                    }
                 }
             })?;
         Ok(Listener {
@@ -174,6 +192,7 @@ impl MockHub {
             gates: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
         });
         let cdn = Listener::start(Origin::Cdn, Arc::clone(&state))?;
         *lock(&state.cdn_base) = format!("http://{}", cdn.addr);
@@ -508,8 +527,15 @@ fn handle(mut conn: TcpStream, origin: Origin, state: &State) {
         Origin::Hub => route_hub(&req, state),
         Origin::Cdn => route_cdn(&req, state),
     };
-    // Record on arrival (a stalled answer may come after the client gave up), then fill in
-    // the body bytes once written.
+    let head_only = req.method == "HEAD";
+    let limit = if head_only {
+        0
+    } else {
+        resp.drop_after
+            .map_or(resp.body.len(), |n| (n as usize).min(resp.body.len()))
+    };
+    // Recorded before answering, with the body bytes about to be sent, so that a client that
+    // has its answer always finds the request in the log (corrected below if a write fails).
     let id = state.next_id.fetch_add(1, Ordering::SeqCst);
     lock(&state.log).push(RecordedRequest {
         id,
@@ -520,12 +546,11 @@ fn handle(mut conn: TcpStream, origin: Origin, state: &State) {
         range: req.header("Range").map(str::to_string),
         authorization: req.header("Authorization").map(str::to_string),
         status: resp.status,
-        body_bytes: 0,
+        body_bytes: limit as u64,
     });
     if let Some(d) = resp.stall {
         std::thread::sleep(d);
     }
-    let head_only = req.method == "HEAD";
     let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     let has_len = resp
         .headers
@@ -539,16 +564,20 @@ fn handle(mut conn: TcpStream, origin: Origin, state: &State) {
     }
     head.push_str("Connection: close\r\n\r\n");
     let mut written = 0u64;
-    if conn.write_all(head.as_bytes()).is_ok() && !head_only {
-        let limit = resp
-            .drop_after
-            .map_or(resp.body.len(), |n| (n as usize).min(resp.body.len()));
-        if conn.write_all(&resp.body[..limit]).is_ok() {
-            written = limit as u64;
+    let mut ok = conn.write_all(head.as_bytes()).is_ok();
+    for chunk in resp.body[..limit].chunks(64 * 1024) {
+        if !ok {
+            break;
+        }
+        ok = conn.write_all(chunk).is_ok();
+        if ok {
+            written += chunk.len() as u64;
         }
     }
     let _ = conn.flush();
-    if let Some(r) = lock(&state.log).iter_mut().rev().find(|r| r.id == id) {
+    if written != limit as u64
+        && let Some(r) = lock(&state.log).iter_mut().rev().find(|r| r.id == id)
+    {
         r.body_bytes = written;
     }
     let _ = conn.shutdown(Shutdown::Both);
