@@ -108,6 +108,8 @@ struct State {
     next_id: AtomicU64,
     /// Connections being served.
     open: AtomicUsize,
+    /// Whether the repo info lists `siblings`.
+    siblings: AtomicBool,
 }
 
 /// Connections served at once; more are answered 503 at once.
@@ -193,6 +195,7 @@ impl MockHub {
             log: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
             open: AtomicUsize::new(0),
+            siblings: AtomicBool::new(true),
         });
         let cdn = Listener::start(Origin::Cdn, Arc::clone(&state))?;
         *lock(&state.cdn_base) = format!("http://{}", cdn.addr);
@@ -245,6 +248,12 @@ impl MockHub {
             kind,
             remaining: times,
         });
+    }
+
+    /// Whether the repo info JSON lists the repo's files (`siblings`); the real Hub can leave
+    /// them out (with `expand`), and clients must then probe for files.
+    pub fn list_siblings(&self, on: bool) {
+        self.state.siblings.store(on, Ordering::SeqCst);
     }
 
     /// The commit sha the mock serves for `model` at `revision` (a branch, tag or sha).
@@ -683,6 +692,11 @@ fn api_info(req: &Request, state: &State, model: &str, rev: &str) -> Response {
             v
         })
         .collect();
+    let siblings = if state.siblings.load(Ordering::SeqCst) {
+        serde_json::Value::Array(siblings)
+    } else {
+        serde_json::Value::Null
+    };
     let gated = lock(&state.gates).contains_key(model);
     let (org, _) = model.split_once('/').unwrap_or(("", model));
     let body = serde_json::json!({

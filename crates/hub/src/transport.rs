@@ -8,7 +8,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, ETAG, LOCATION, RANGE};
+use reqwest::header::{
+    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, ETAG, LOCATION, RANGE,
+};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 
 use crate::error::HubError;
@@ -124,8 +126,10 @@ impl Transport {
         self.token.is_some()
     }
 
-    /// Adds the bearer token (requests built here only ever go to the Hub's own URLs).
+    /// Adds the bearer token (requests built here only ever go to the Hub's own URLs), and
+    /// asks for the bytes as stored: sizes and ranges refer to them, not to a compressed form.
     pub fn auth(&self, rb: RequestBuilder) -> RequestBuilder {
+        let rb = rb.header(ACCEPT_ENCODING, "identity");
         match &self.token {
             Some(t) => rb.header(AUTHORIZATION, format!("Bearer {t}")),
             None => rb,

@@ -212,6 +212,48 @@ fn pytorch_bin_single_and_sharded() {
 }
 
 #[test]
+fn without_a_file_listing_the_weights_are_found_by_trying_in_order() {
+    let env = env();
+    env.hub.list_siblings(false);
+    let m = "org/unlisted";
+    env.put_config(m, "main");
+    env.hub
+        .put_file(m, "main", "pytorch_model.bin", &[5u8; 321])
+        .unwrap();
+    let got = env.client().fetch(m, "main", Want::Auto).unwrap();
+    let names: Vec<&str> = got.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["config.json", "pytorch_model.bin"]);
+    assert_eq!(got.files[1].sha256, sha256(&[5u8; 321]));
+    let log = env.hub.requests();
+    let probes: Vec<(&str, u16)> = log
+        .iter()
+        .filter(|r| {
+            r.method == "HEAD" && r.origin == Origin::Hub && !r.path.ends_with("config.json")
+        })
+        .map(|r| (r.path.rsplit('/').next().unwrap(), r.status))
+        .collect();
+    assert_eq!(
+        probes[..3],
+        [
+            ("model.safetensors", 404),
+            ("model.safetensors.index.json", 404),
+            ("pytorch_model.bin", 302)
+        ]
+    );
+
+    let g = "org/unlisted-gguf";
+    env.hub
+        .put_file(g, "main", "m.gguf", b"GGUF-bytes")
+        .unwrap();
+    let got = env
+        .client()
+        .fetch(g, "main", Want::Gguf("m.gguf".into()))
+        .unwrap();
+    let names: Vec<&str> = got.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["m.gguf"]);
+}
+
+#[test]
 fn gguf_fetches_only_the_named_file() {
     let env = env();
     let m = "org/gguf";
