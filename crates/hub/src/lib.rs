@@ -42,6 +42,22 @@
 //! redirects. The token is redacted from `Debug` output and never part of an error. When no
 //! token is configured, `hf-hub` may still find one on its own (`HF_TOKEN_PATH`,
 //! `$HF_HOME/token`, as Python does) unless `HF_HUB_DISABLE_IMPLICIT_TOKEN` is set.
+//!
+//! # Limits
+//!
+//! - A blob already in the cache with the announced size is trusted (an LFS blob is named by
+//!   its sha256 and was verified when it landed); it is not hashed again on every fetch.
+//! - `hf-hub` HEADs with an internal client of its own that has no timeout; the crate's own
+//!   HEAD (with timeouts) runs first, so a Hub that stalls is normally caught there.
+//! - Each remote tensor read is one ranged GET on the `resolve` URL, which the Hub redirects to
+//!   its CDN: two round trips per tensor.
+//!
+//! # Checking against other clients
+//!
+//! The examples `mock_hub` (serves a tree as a mock Hub) and `hub_fetch` (fetches with the
+//! environment's settings), with `scripts/check_hub_interop.py`, check the mock and the cache
+//! layout against Python's `huggingface_hub`: Python downloads from the mock, reads this
+//! crate's cache offline, and this crate reads Python's.
 
 pub mod cache;
 mod error;
