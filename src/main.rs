@@ -8,6 +8,7 @@ mod backend;
 mod cli;
 mod commands;
 mod progress;
+mod source;
 
 use std::process::ExitCode;
 

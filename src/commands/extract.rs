@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backend;
 use crate::commands::run::Context;
+use crate::source::{self, Hubs};
 
 /// Parquet key-value metadata keys.
 pub const META_PIPELINE_FILE: &str = "attn_spectra.pipeline_file";
@@ -49,6 +50,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         fold_ln: p.analysis.fold_ln,
         precision,
     };
+    let mut hubs = Hubs::new(ctx.args.offline, !ctx.args.quiet);
     let models_bar = ctx.progress.bar(p.models.len() as u64, "models");
     let mut failures = Vec::new();
     let (mut done, mut skipped) = (0, 0);
@@ -66,7 +68,7 @@ pub fn run(ctx: &Context) -> Result<()> {
             continue;
         }
         let started = Instant::now();
-        match extract_model(ctx, model, &plan, &selected, &stem, &hash) {
+        match extract_model(ctx, &mut hubs, model, &plan, &selected, &stem, &hash) {
             Ok(summary) => {
                 done += 1;
                 let _ = std::fs::remove_file(dataset::table_file(&ctx.out, FAILURES, &stem));
@@ -146,34 +148,17 @@ fn is_complete(out: &Path, stem: &str, hash: &str) -> bool {
     })
 }
 
-/// Where a model's checkpoint is and what is known of its provenance.
-struct Located {
-    ckpt: Checkpoint,
-    commit: Option<String>,
-}
-
-fn locate(model: &ModelEntry) -> Result<Located> {
-    match &model.source {
-        Some(path) => Ok(Located {
-            ckpt: Checkpoint::open(path)?,
-            commit: None,
-        }),
-        None => bail!(
-            "`{}` has no `source` and fetching from the Hugging Face Hub is not available in this build yet",
-            model.id
-        ),
-    }
-}
-
+#[allow(clippy::too_many_arguments)]
 fn extract_model(
     ctx: &Context,
+    hubs: &mut Hubs,
     model: &ModelEntry,
     plan: &Plan,
     selected: &backend::Selected,
     stem: &str,
     hash: &str,
 ) -> Result<String> {
-    let located = locate(model)?;
+    let located = source::locate(model, hubs, ctx.args.remote)?;
     let ckpt = &located.ckpt;
     let arch = Architecture::detect(ckpt.config())?;
     let g = *arch.geometry();
@@ -204,10 +189,14 @@ fn extract_model(
         fold_ln: plan.fold_ln,
         backend: selected.name.clone(),
         precision: plan.precision.name().to_string(),
-        files: file_records(ckpt)?,
+        files: match &located.files {
+            Some(files) => files.clone(),
+            None => file_records(ckpt)?,
+        },
         config_sha256: config_sha256(ckpt)?,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         extracted_at_us: rows::now_us(),
+        identical_to: located.identical_to.clone(),
     };
     let meta = metadata(ctx, hash);
     // The models/ row marks a model complete, so it goes first out and last in.
@@ -234,12 +223,24 @@ fn extract_model(
         &[rows::models_batch(&row)?],
         &meta,
     )?;
-    Ok(format!(
+    let mut summary = format!(
         "{}, {} layers, {} matrices",
         arch.model_type(),
         g.n_layers,
         results.len()
-    ))
+    );
+    if let Some(r) = &located.identical_to {
+        summary.push_str(&format!("; its files are byte-identical to revision `{r}`"));
+    }
+    if let Some(traffic) = &located.remote {
+        summary.push_str(&format!(
+            "; remote: {:.1} MB of {:.1} MB of weights downloaded ({:.1}%)",
+            traffic.bytes_downloaded() as f64 / 1e6,
+            traffic.weight_bytes() as f64 / 1e6,
+            100.0 * traffic.bytes_downloaded() as f64 / traffic.weight_bytes().max(1) as f64
+        ));
+    }
+    Ok(summary)
 }
 
 /// The stored dtype of the attention weights (layer 0's projections), or `mixed(...)`.

@@ -1,5 +1,6 @@
 //! One module per subcommand of `pipeline` (and per stage of `pipeline run`).
 
 pub mod extract;
+pub mod fetch;
 pub mod inspect;
 pub mod run;

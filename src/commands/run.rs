@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use attn_spectra::pipeline::Pipeline;
 
 use crate::cli::{RunArgs, Stage};
-use crate::commands::extract;
+use crate::commands::{extract, fetch};
 use crate::progress::Progress;
 
 /// What every stage needs: the pipeline, where its dataset lives, the options, the display.
@@ -32,8 +32,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         progress: Progress::new(args.quiet),
     };
     match args.stage {
+        Stage::Fetch => fetch::run(&ctx),
         Stage::Extract => extract::run(&ctx),
-        Stage::Fetch | Stage::Aggregate | Stage::Test | Stage::Report | Stage::All => {
+        Stage::Aggregate | Stage::Test | Stage::Report | Stage::All => {
             anyhow::bail!("stage {:?} is not available yet", args.stage)
         }
     }

@@ -45,6 +45,8 @@ pub struct ModelRow {
     pub tool_version: String,
     /// Microseconds since the Unix epoch (UTC).
     pub extracted_at_us: i64,
+    /// Another revision of the same model whose files are byte-identical, when known.
+    pub identical_to: Option<String>,
 }
 
 /// One row of `failures/`.
@@ -134,6 +136,7 @@ pub fn models_batch(row: &ModelRow) -> Result<RecordBatch, DatasetError> {
         s(&row.config_sha256),
         s(&row.tool_version),
         utc(vec![row.extracted_at_us]),
+        so(&row.identical_to),
     ];
     RecordBatch::try_new(schema::models(), columns).map_err(arrow_err(t))
 }

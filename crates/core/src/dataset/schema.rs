@@ -48,7 +48,9 @@ pub fn file_struct_fields() -> Fields {
     ])
 }
 
-/// `models/`: one row per model and revision.
+/// `models/`: one row per model and revision. `identical_to` names another revision of the
+/// same model whose files are byte-identical (some Pythia step branches serve the final
+/// checkpoint), when the Hub fetch found one.
 pub fn models() -> SchemaRef {
     Arc::new(Schema::new(vec![
         utf8("model", false),
@@ -83,6 +85,7 @@ pub fn models() -> SchemaRef {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             false,
         ),
+        utf8("identical_to", true),
     ]))
 }
 

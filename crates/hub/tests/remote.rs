@@ -1,0 +1,183 @@
+//! `Hub::open_remote` against the mock Hub: only the safetensors headers and the tensors read
+//! are downloaded. Byte counts are checked against the served files' own layout.
+
+mod common;
+
+use attn_spectra_hub::HubError;
+use attn_spectra_hub::mock::{Origin, RecordedRequest};
+use common::*;
+
+fn weight_requests<'a>(
+    log: &'a [RecordedRequest],
+    model: &str,
+    file: &str,
+) -> Vec<&'a RecordedRequest> {
+    log.iter()
+        .filter(|r| r.is_for(model, file) && r.status != 302)
+        .collect()
+}
+
+#[test]
+fn reading_one_tensor_downloads_the_header_and_that_tensor_only() {
+    let env = env();
+    let m = "org/remote";
+    let served = put_single(&env, m, "main", 1.0);
+    let file_len = std::fs::metadata(&served).unwrap().len();
+    let n = header_len(&served);
+
+    let hub = env.client();
+    let remote = hub.open_remote(m, "main").unwrap();
+    assert_eq!(remote.commit, env.hub.commit_of(m, "main").unwrap());
+    assert_eq!(remote.config().model_type().unwrap(), "llama");
+    assert_eq!(remote.weight_bytes(), file_len);
+    assert_eq!(remote.bytes_downloaded(), 8 + n, "only the header at open");
+    let ck = &remote.checkpoint;
+    assert_eq!(ck.tensors().len(), 5);
+
+    let k = ck.require("self_attn.k_proj.weight").unwrap();
+    let m_k = ck.read_matrix(k).unwrap();
+    assert_eq!((m_k.rows(), m_k.cols()), (8, 8));
+    let expected: Vec<f64> = values(64, 101.0).iter().map(|&x| x as f64).collect();
+    assert_eq!(ck.read(k).unwrap(), expected);
+
+    let tensor_bytes = 64 * 4;
+    let log = env.hub.requests();
+    let reqs = weight_requests(&log, m, "model.safetensors");
+    let ranges: Vec<(Option<&str>, u16, u64)> = reqs
+        .iter()
+        .map(|r| (r.range.as_deref(), r.status, r.body_bytes))
+        .collect();
+    // The K tensor follows Q (64 f32) in the data section.
+    let k_start = 8 + n + 256;
+    let k_range = format!("bytes={k_start}-{}", k_start + 255);
+    assert_eq!(
+        ranges,
+        [
+            (Some("bytes=0-7"), 206, 8),
+            (Some(format!("bytes=8-{}", 8 + n - 1).as_str()), 206, n),
+            (Some(k_range.as_str()), 206, tensor_bytes),
+            (Some(k_range.as_str()), 206, tensor_bytes),
+        ]
+    );
+    assert!(
+        reqs.iter()
+            .all(|r| r.origin == Origin::Cdn && r.method == "GET")
+    );
+    assert_eq!(remote.bytes_downloaded(), 8 + n + 2 * tensor_bytes);
+    assert!(remote.bytes_downloaded() < file_len);
+    assert_eq!(remote.traffic().requests(), 4);
+    // config.json landed in the cache.
+    let snap = env
+        .cache
+        .join("models--org--remote/snapshots")
+        .join(&remote.commit);
+    assert!(snap.join("config.json").is_file());
+    assert!(!snap.join("model.safetensors").exists());
+}
+
+#[test]
+fn sharded_remote_reads_touch_only_the_shard_holding_the_tensor() {
+    let env = env();
+    let m = "org/remote-sharded";
+    env.put_config(m, "main");
+    let s1 = env.put_safetensors(
+        m,
+        "main",
+        "model-00001-of-00002.safetensors",
+        &[(Q, values(64, 1.0), 8, 8)],
+    );
+    let s2 = env.put_safetensors(
+        m,
+        "main",
+        "model-00002-of-00002.safetensors",
+        &[(K, values(64, 2.0), 8, 8), (V, values(16, 3.0), 4, 4)],
+    );
+    let index = serde_json::json!({"weight_map": {
+        Q: "model-00001-of-00002.safetensors", K: "model-00002-of-00002.safetensors", V: "model-00002-of-00002.safetensors"
+    }});
+    env.hub
+        .put_file(
+            m,
+            "main",
+            "model.safetensors.index.json",
+            index.to_string().as_bytes(),
+        )
+        .unwrap();
+    let (n1, n2) = (header_len(&s1), header_len(&s2));
+    let total = std::fs::metadata(&s1).unwrap().len() + std::fs::metadata(&s2).unwrap().len();
+
+    let remote = env.client().open_remote(m, "main").unwrap();
+    assert_eq!(remote.weight_bytes(), total);
+    let ck = &remote.checkpoint;
+    let v = ck.require("self_attn.v_proj.weight").unwrap();
+    assert_eq!(ck.read(v).unwrap()[..3], [3.0, 3.25, 3.5]);
+    assert_eq!(remote.bytes_downloaded(), (8 + n1) + (8 + n2) + 16 * 4);
+    let log = env.hub.requests();
+    assert_eq!(
+        weight_requests(&log, m, "model-00001-of-00002.safetensors").len(),
+        2,
+        "header only"
+    );
+    assert_eq!(
+        weight_requests(&log, m, "model-00002-of-00002.safetensors").len(),
+        3
+    );
+}
+
+#[test]
+fn remote_store_is_send_sync_and_rejects_non_safetensors() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<attn_spectra_hub::RemoteSafetensorsStore>();
+
+    let env = env();
+    let m = "org/remote-bin";
+    env.put_config(m, "main");
+    env.hub
+        .put_file(m, "main", "pytorch_model.bin", &[0; 64])
+        .unwrap();
+    let e = env.client().open_remote(m, "main").unwrap_err();
+    assert!(matches!(e, HubError::RemoteUnsupported { .. }), "{e}");
+    assert!(e.to_string().contains("pytorch_model.bin"), "{e}");
+}
+
+#[test]
+fn a_corrupt_remote_header_is_an_error_naming_the_file() {
+    let env = env();
+    let m = "org/remote-bad";
+    env.put_config(m, "main");
+    let mut bytes = 1_000_000u64.to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{}");
+    env.hub
+        .put_file(m, "main", "model.safetensors", &bytes)
+        .unwrap();
+    let e = env.client().open_remote(m, "main").unwrap_err().to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("past the end"),
+        "{e}"
+    );
+}
+
+#[test]
+fn remote_reads_work_from_threads_and_inside_a_tokio_runtime() {
+    let env = env();
+    let m = "org/remote-threads";
+    put_single(&env, m, "main", 1.0);
+    let remote = env.client().open_remote(m, "main").unwrap();
+    let ck = &remote.checkpoint;
+    let names = [Q, K, V, O];
+    std::thread::scope(|s| {
+        for (i, name) in names.iter().enumerate() {
+            s.spawn(move || {
+                let t = ck.require(name).unwrap();
+                assert_eq!(ck.read(t).unwrap()[0], 1.0 + 100.0 * i as f64);
+            });
+        }
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let t = ck.require(O).unwrap();
+        assert_eq!(ck.read(t).unwrap()[0], 301.0);
+    });
+}
