@@ -9,6 +9,7 @@
 //! files differ in whether they carry the model prefix (`transformer.h.0.attn.c_attn.weight`
 //! against `h.0.attn.c_attn.weight`).
 
+pub mod pickle;
 pub mod safetensors;
 
 use std::collections::HashMap;
