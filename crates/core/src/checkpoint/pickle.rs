@@ -328,8 +328,12 @@ fn index_file(
             ));
         }
     };
-    if let Some((s, e)) = stored_entry(path, &mut archive, &format!("{prefix}/byteorder"), map.len())?
-    {
+    if let Some((s, e)) = stored_entry(
+        path,
+        &mut archive,
+        &format!("{prefix}/byteorder"),
+        map.len(),
+    )? {
         let order = &map[s..e];
         if order != b"little" {
             return Err(corrupt(
@@ -350,7 +354,8 @@ fn index_file(
             format!("`{pkl_name}` is {} bytes, over the limit", e - s),
         ));
     }
-    let root = unpickle::unpickle(&map[s..e]).map_err(|p| corrupt(path, format!("{pkl_name}: {p}")))?;
+    let root =
+        unpickle::unpickle(&map[s..e]).map_err(|p| corrupt(path, format!("{pkl_name}: {p}")))?;
     let found = unpickle::state_dict_tensors(&root).map_err(|p| corrupt(path, p))?;
 
     let mut seen: HashMap<&str, ()> = HashMap::new();
@@ -358,7 +363,10 @@ fn index_file(
     let mut entries: HashMap<String, (usize, usize)> = HashMap::new();
     for (name, t) in &found {
         if seen.insert(name.as_str(), ()).is_some() {
-            return Err(corrupt(path, format!("tensor `{name}` appears twice in the state dict")));
+            return Err(corrupt(
+                path,
+                format!("tensor `{name}` appears twice in the state dict"),
+            ));
         }
         let bad = |problem: String| corrupt(path, format!("tensor `{name}`: {problem}"));
         if let Some(problem) = &t.problem {
@@ -388,7 +396,12 @@ fn index_file(
         let claimed = usize::try_from(t.storage.numel)
             .ok()
             .and_then(|n| n.checked_mul(storage_elem))
-            .ok_or_else(|| bad(format!("storage `{key}` size {} overflows", t.storage.numel)))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "storage `{key}` size {} overflows",
+                    t.storage.numel
+                ))
+            })?;
         if claimed != bytes {
             return Err(bad(format!(
                 "storage `{key}` holds {bytes} bytes, but the pickle says {} elements of {storage_elem} bytes",
@@ -415,12 +428,15 @@ fn index_file(
                 "size {shape:?} and stride {stride:?} differ in rank"
             )));
         }
-        let numel = checked_numel(&shape).ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
+        let numel =
+            checked_numel(&shape).ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
         if numel > 0 {
             let last = shape
                 .iter()
                 .zip(&stride)
-                .try_fold(offset, |acc, (&n, &s)| acc.checked_add((n - 1).checked_mul(s)?))
+                .try_fold(offset, |acc, (&n, &s)| {
+                    acc.checked_add((n - 1).checked_mul(s)?)
+                })
                 .ok_or_else(|| bad(format!("view size {shape:?} stride {stride:?} overflows")))?;
             if last >= storage_numel {
                 return Err(bad(format!(
@@ -476,7 +492,10 @@ impl TensorStore for PickleStore {
         let failed = || {
             corrupt(
                 path,
-                format!("tensor `{}`: cannot decode its {} bytes", meta.name, meta.dtype),
+                format!(
+                    "tensor `{}`: cannot decode its {} bytes",
+                    meta.name, meta.dtype
+                ),
             )
         };
         if numel == 0 {
@@ -620,9 +639,7 @@ pub mod unpickle {
             ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
             ("torch._utils", "_rebuild_tensor_v3") => Global::RebuildTensorV3,
             ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
-            ("torch._utils", "_rebuild_parameter_with_state") => {
-                Global::RebuildParameterWithState
-            }
+            ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
             ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
             ("torch", "Tensor") | ("torch._tensor", "Tensor") => Global::TensorClass,
             ("torch.nn.parameter", "Parameter") => Global::ParameterClass,
@@ -710,13 +727,19 @@ pub mod unpickle {
             Ok(self.take(1)?[0])
         }
         fn u16(&mut self) -> Result<u16, String> {
-            Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+            Ok(u16::from_le_bytes(
+                self.take(2)?.try_into().expect("2 bytes"),
+            ))
         }
         fn u32(&mut self) -> Result<u32, String> {
-            Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+            Ok(u32::from_le_bytes(
+                self.take(4)?.try_into().expect("4 bytes"),
+            ))
         }
         fn u64(&mut self) -> Result<u64, String> {
-            Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+            Ok(u64::from_le_bytes(
+                self.take(8)?.try_into().expect("8 bytes"),
+            ))
         }
         fn len32(&mut self) -> Result<usize, String> {
             Ok(self.u32()? as usize)
@@ -800,13 +823,17 @@ pub mod unpickle {
             if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
                 return Err("pops past a MARK".into());
             }
-            self.stack.pop().ok_or_else(|| "stack underflow".to_string())
+            self.stack
+                .pop()
+                .ok_or_else(|| "stack underflow".to_string())
         }
         fn top(&mut self) -> Result<&mut Value, String> {
             if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
                 return Err("reads past a MARK".into());
             }
-            self.stack.last_mut().ok_or_else(|| "stack underflow".to_string())
+            self.stack
+                .last_mut()
+                .ok_or_else(|| "stack underflow".to_string())
         }
         fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
             let m = self.marks.pop().ok_or("no MARK on the stack")?;
@@ -829,7 +856,10 @@ pub mod unpickle {
         match v {
             Value::Int(i) if *i >= 0 => Ok(*i as u64),
             Value::Bool(b) => Ok(*b as u64),
-            other => Err(format!("{what} should be a non-negative int, found {}", other.kind())),
+            other => Err(format!(
+                "{what} should be a non-negative int, found {}",
+                other.kind()
+            )),
         }
     }
 
@@ -837,7 +867,10 @@ pub mod unpickle {
         match v {
             Value::Tuple(items) => items.iter().map(|x| uint(x, what)).collect(),
             Value::List(items) => items.borrow().iter().map(|x| uint(x, what)).collect(),
-            other => Err(format!("{what} should be a tuple of ints, found {}", other.kind())),
+            other => Err(format!(
+                "{what} should be a tuple of ints, found {}",
+                other.kind()
+            )),
         }
     }
 
@@ -860,7 +893,9 @@ pub mod unpickle {
             }
             (Some(Value::Global(Global::Dtype(Ok(d)))), _) => *d,
             (Some(Value::Global(Global::Dtype(Err(name)))), _) => {
-                problem = Some(format!("has dtype {name}, which this reader cannot represent"));
+                problem = Some(format!(
+                    "has dtype {name}, which this reader cannot represent"
+                ));
                 DType::U8
             }
             (Some(other), _) => {
@@ -890,7 +925,10 @@ pub mod unpickle {
         let Some(Value::Dict(items)) = metadata else {
             return match metadata {
                 None | Some(Value::None) => Ok(Value::Tensor(t)),
-                Some(other) => Err(format!("tensor metadata should be a dict, found {}", other.kind())),
+                Some(other) => Err(format!(
+                    "tensor metadata should be a dict, found {}",
+                    other.kind()
+                )),
             };
         };
         let mut t = Rc::try_unwrap(t).unwrap_or_else(|rc| TensorRef {
@@ -907,7 +945,9 @@ pub mod unpickle {
                 (Value::Str(k), Value::Bool(b)) if &**k == "neg" => t.neg = *b,
                 (Value::Str(k), Value::Bool(_)) if &**k == "conj" => {}
                 (Value::Str(k), _) => {
-                    t.problem = Some(format!("carries tensor metadata `{k}`, which is not supported"));
+                    t.problem = Some(format!(
+                        "carries tensor metadata `{k}`, which is not supported"
+                    ));
                 }
                 _ => return Err("tensor metadata keys should be strings".into()),
             }
@@ -918,7 +958,10 @@ pub mod unpickle {
     /// Calls an allowed global: the REDUCE opcode.
     fn call(func: &Value, args: &Value) -> Result<Value, String> {
         let Value::Global(g) = func else {
-            return Err(format!("REDUCE calls {}, not a known function", func.kind()));
+            return Err(format!(
+                "REDUCE calls {}, not a known function",
+                func.kind()
+            ));
         };
         let Value::Tuple(args) = args else {
             return Err(format!("REDUCE arguments are {}, not a tuple", args.kind()));
@@ -996,7 +1039,9 @@ pub mod unpickle {
                     other => Err(format!("_rebuild_from_type_v2 calls {}", other.kind())),
                 }
             }
-            other => Err(format!("REDUCE calls {other:?}, which is not callable here")),
+            other => Err(format!(
+                "REDUCE calls {other:?}, which is not callable here"
+            )),
         }
     }
 
@@ -1008,7 +1053,13 @@ pub mod unpickle {
         let Value::Tuple(items) = pid else {
             return Err(format!("persistent id is {}, not a tuple", pid.kind()));
         };
-        let [Value::Str(tag), kind, Value::Str(key), Value::Str(_location), numel] = &items[..]
+        let [
+            Value::Str(tag),
+            kind,
+            Value::Str(key),
+            Value::Str(_location),
+            numel,
+        ] = &items[..]
         else {
             return Err(
                 "persistent id is not (\"storage\", type, key, location, numel)".to_string(),
@@ -1061,7 +1112,9 @@ pub mod unpickle {
         };
         loop {
             let at = r.pos;
-            let op = r.u8().map_err(|_| "ends without a STOP opcode".to_string())?;
+            let op = r
+                .u8()
+                .map_err(|_| "ends without a STOP opcode".to_string())?;
             let step = (|| -> Result<bool, String> {
                 match op {
                     0x80 => {
@@ -1130,7 +1183,11 @@ pub mod unpickle {
                         m.stack.push(v);
                     }
                     b'T' | b'U' => {
-                        let n = if op == b'T' { r.len32()? } else { r.u8()? as usize };
+                        let n = if op == b'T' {
+                            r.len32()?
+                        } else {
+                            r.u8()? as usize
+                        };
                         let v = utf8(r.take(n)?)?;
                         m.stack.push(v);
                     }
@@ -1223,7 +1280,8 @@ pub mod unpickle {
                     b'c' => {
                         let module = r.line()?;
                         let name = r.line()?;
-                        let g = resolve_global(module, name).ok_or_else(|| forbidden(module, name))?;
+                        let g =
+                            resolve_global(module, name).ok_or_else(|| forbidden(module, name))?;
                         m.stack.push(Value::Global(g));
                     }
                     0x93 => {
@@ -1232,7 +1290,8 @@ pub mod unpickle {
                         let (Value::Str(module), Value::Str(name)) = (&module, &name) else {
                             return Err("STACK_GLOBAL of non-strings".into());
                         };
-                        let g = resolve_global(module, name).ok_or_else(|| forbidden(module, name))?;
+                        let g =
+                            resolve_global(module, name).ok_or_else(|| forbidden(module, name))?;
                         m.stack.push(Value::Global(g));
                     }
                     b'R' => {
@@ -1370,7 +1429,7 @@ pub mod unpickle {
             assert!(err(b"\x80\x020.").contains("underflow"));
             assert!(err(b"\x80\x02h\x05.").contains("memo entry 5"));
             assert!(err(b"\x80\x02(0.").contains("MARK"));
-            assert!(err(b"\x80\x02K\x01K\x02s.").contains("SETITEM on an int"));
+            assert!(err(b"\x80\x02K\x00K\x01K\x02s.").contains("SETITEM on an int"));
         }
 
         #[test]
@@ -1409,13 +1468,21 @@ pub mod unpickle {
             // d = {}; d['d'] = d: nested dicts recurse until the depth limit.
             let p = b"\x80\x02}q\x00X\x01\x00\x00\x00dh\x00s.";
             let root = unpickle(p).unwrap();
-            assert!(state_dict_tensors(&root).unwrap_err().contains("nested deeper"));
+            assert!(
+                state_dict_tensors(&root)
+                    .unwrap_err()
+                    .contains("nested deeper")
+            );
         }
 
         #[test]
         fn top_level_must_be_a_dict() {
             let root = unpickle(b"\x80\x02K\x01.").unwrap();
-            assert!(state_dict_tensors(&root).unwrap_err().contains("not a state dict"));
+            assert!(
+                state_dict_tensors(&root)
+                    .unwrap_err()
+                    .contains("not a state dict")
+            );
         }
     }
 }
@@ -1437,13 +1504,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pytorch_model.bin");
         std::fs::write(&p, b"hello").unwrap();
-        let e = PickleStore::open_files(std::slice::from_ref(&p)).err().unwrap().to_string();
-        assert!(e.contains("not a torch.save zip archive") && e.contains("pytorch_model.bin"), "{e}");
+        let e = PickleStore::open_files(std::slice::from_ref(&p))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("not a torch.save zip archive") && e.contains("pytorch_model.bin"),
+            "{e}"
+        );
         let mut legacy = vec![0x80, 0x02, 0x8a, 0x0a];
         legacy.extend_from_slice(&LEGACY_MAGIC);
         legacy.push(b'.');
         std::fs::write(&p, &legacy).unwrap();
-        let e = PickleStore::open_files(std::slice::from_ref(&p)).err().unwrap().to_string();
+        let e = PickleStore::open_files(std::slice::from_ref(&p))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("legacy") && e.contains("torch.save"), "{e}");
         std::fs::write(&p, b"PK\x03\x04 truncated").unwrap();
         let e = PickleStore::open_files(&[p]).err().unwrap().to_string();
