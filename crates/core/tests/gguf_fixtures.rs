@@ -75,9 +75,16 @@ fn tiny_llama_opens_with_hugging_face_names_and_config() {
         let meta = ckpt.require(&t.name).unwrap().clone();
         assert_eq!(meta.shape, t.shape, "{}", t.name);
         assert!(meta.stored_name.is_some(), "{} keeps its GGUF name", t.name);
-        assert_eq!(ckpt.read(&meta).unwrap(), exp.read(j).unwrap(), "{}", t.name);
+        assert_eq!(
+            ckpt.read(&meta).unwrap(),
+            exp.read(j).unwrap(),
+            "{}",
+            t.name
+        );
     }
-    let q = ckpt.require("model.layers.1.self_attn.q_proj.weight").unwrap();
+    let q = ckpt
+        .require("model.layers.1.self_attn.q_proj.weight")
+        .unwrap();
     assert_eq!(q.stored_name(), "blk.1.attn_q.weight");
     assert_eq!(q.dtype, DType::Q8_0);
 
