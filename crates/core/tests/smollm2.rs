@@ -30,7 +30,7 @@ fn smollm2() -> PathBuf {
     if !path.is_file() {
         let script = root().join("scripts/fetch_smollm2.sh");
         let outcome = match Command::new("bash").arg(&script).status() {
-            Ok(status) => format!("it {status}"),
+            Ok(status) => format!("the script ended with {status}"),
             Err(e) => format!("it could not be started: {e}"),
         };
         assert!(
