@@ -1,1 +1,5 @@
 //! Integration tests: each module runs the real `pipeline` binary against fixture checkpoints.
+//! They are one test binary so that the big dependencies link once.
+
+mod common;
+mod inspect;

@@ -13,12 +13,20 @@
 //! Heavy optional parts (libtorch through tch, DataFusion) live in other crates of the
 //! workspace so that this one builds and tests quickly.
 
+pub mod arch;
+pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod dataset;
 pub mod dtype;
+pub mod kind;
 pub mod matrix;
+pub mod pipeline;
 
+pub use arch::{ArchError, Architecture, Geometry};
+pub use attention::LayerAttention;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::ModelConfig;
 pub use dtype::DType;
+pub use kind::MatrixKind;
 pub use matrix::Matrix;

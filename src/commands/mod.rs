@@ -1,0 +1,3 @@
+//! One module per subcommand of `pipeline`.
+
+pub mod inspect;
