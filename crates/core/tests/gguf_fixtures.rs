@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use attn_spectra::checkpoint::gguf::{GgufStore, GgufValue};
 use attn_spectra::checkpoint::safetensors::SafetensorsStore;
 use attn_spectra::checkpoint::{SourceFormat, TensorStore};
-use attn_spectra::{Checkpoint, CheckpointError, DType};
+use attn_spectra::{Architecture, Checkpoint, CheckpointError, DType};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gguf")
@@ -87,6 +87,18 @@ fn tiny_llama_opens_with_hugging_face_names_and_config() {
         .unwrap();
     assert_eq!(q.stored_name(), "blk.1.attn_q.weight");
     assert_eq!(q.dtype, DType::Q8_0);
+
+    let arch = Architecture::detect(ckpt.config()).unwrap();
+    let g = arch.geometry();
+    assert_eq!(
+        (g.n_layers, g.d_model, g.n_heads, g.n_kv_heads, g.d_head),
+        (2, 64, 4, 2, 16)
+    );
+    let layer = arch.layer(&ckpt, 1).unwrap();
+    let k = ckpt
+        .require("model.layers.1.self_attn.k_proj.weight")
+        .unwrap();
+    assert_eq!(layer.w_k, ckpt.read_matrix(k).unwrap());
 
     let store = GgufStore::open(&path).unwrap();
     assert_eq!(store.version(), 3);

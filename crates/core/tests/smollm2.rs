@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use attn_spectra::checkpoint::gguf::GgufStore;
-use attn_spectra::{Checkpoint, Matrix};
+use attn_spectra::{Architecture, Checkpoint, Matrix};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -240,6 +240,26 @@ fn smollm2_q4_1_matches_gguf_py_and_numpy() {
     assert_eq!(raw["rms_norm_eps"], 1e-5);
     assert_eq!(raw["rope_theta"], 100000.0);
     assert_eq!(raw["tie_word_embeddings"], true);
+
+    // The architecture registry reads the GGUF configuration and tensors as it would a
+    // Hugging Face checkpoint's.
+    let arch = Architecture::detect(c).unwrap();
+    let g = arch.geometry();
+    assert_eq!(
+        (g.n_layers, g.d_model, g.n_heads, g.n_kv_heads, g.d_head),
+        (30, 576, 9, 3, 64)
+    );
+    let layer = arch.layer(&ckpt, 0).unwrap();
+    let q = ckpt
+        .require("model.layers.0.self_attn.q_proj.weight")
+        .unwrap();
+    assert_eq!(layer.w_q, ckpt.read_matrix(q).unwrap());
+    let q_source = layer
+        .sources
+        .iter()
+        .find(|s| s.projection == "W_Q")
+        .unwrap();
+    assert_eq!(q_source.stored_name.as_deref(), Some("blk.0.attn_q.weight"));
 
     let hf = |gguf: &str| {
         let (layer, part) = gguf

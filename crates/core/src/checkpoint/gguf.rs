@@ -1056,6 +1056,12 @@ impl GgufStore {
                 set("parallel_attn", true.into());
                 set("alibi", false.into());
                 set("bias", self.has_stored("blk.0.attn_qkv.bias").into());
+                // Falcon-40B style blocks normalise attention and MLP inputs separately.
+                let two_norms = self.has_stored("blk.0.attn_norm_2.weight");
+                set(
+                    "num_ln_in_parallel_attn",
+                    if two_norms { 2 } else { 1 }.into(),
+                );
                 if let Some(eps) = ln_eps {
                     set("layer_norm_epsilon", eps.into());
                 }
@@ -1890,5 +1896,72 @@ mod tests {
             &[("blk.0.attn_qkv.weight", vec![4, 6])],
         );
         assert!(open_err(&bytes).contains("tensor_data_layout"));
+    }
+    /// For every fused architecture, the registry's canonical W_Q, W_K, W_V (read through the
+    /// Hugging Face names and layouts restored here) must be exactly GGUF's Q, K and V row
+    /// blocks: llama.cpp stores all of them as [Q; K; V].
+    #[test]
+    fn registry_reads_fused_architectures_back_to_gguf_blocks() {
+        use crate::arch::Architecture;
+        use crate::checkpoint::Checkpoint;
+        use crate::matrix::Matrix;
+        let u32v = GgufValue::U32;
+        let cases: Vec<(&str, usize, usize, usize, bool)> = vec![
+            // (arch, d, heads, kv heads, second attention norm)
+            ("gptneox", 8, 2, 2, false),
+            ("bloom", 8, 2, 2, false),
+            ("falcon", 8, 4, 2, true),
+            ("falcon", 8, 4, 1, false),
+            ("mpt", 8, 2, 2, false),
+            ("gpt2", 8, 2, 2, false),
+            ("phi2", 8, 2, 2, false),
+        ];
+        for (arch, d, n_head, n_kv, norm2) in cases {
+            let hd = d / n_head;
+            let rows = (n_head + 2 * n_kv) * hd;
+            let key = |k: &str| format!("{arch}.{k}");
+            let (k_embd, k_heads, k_kv, k_blocks) = (
+                key("embedding_length"),
+                key("attention.head_count"),
+                key("attention.head_count_kv"),
+                key("block_count"),
+            );
+            let md = [
+                (k_embd.as_str(), u32v(d as u32)),
+                (k_heads.as_str(), u32v(n_head as u32)),
+                (k_kv.as_str(), u32v(n_kv as u32)),
+                (k_blocks.as_str(), u32v(1)),
+            ];
+            let mut tensors = vec![
+                ("blk.0.attn_qkv.weight", vec![d as u64, rows as u64]),
+                ("blk.0.attn_output.weight", vec![d as u64, d as u64]),
+                ("blk.0.attn_norm.weight", vec![d as u64]),
+                ("blk.0.attn_norm.bias", vec![d as u64]),
+            ];
+            if norm2 {
+                tensors.push(("blk.0.attn_norm_2.weight", vec![d as u64]));
+                tensors.push(("blk.0.attn_norm_2.bias", vec![d as u64]));
+            }
+            let bytes = arch_file(arch, &md, &tensors);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("m.gguf");
+            std::fs::write(&path, bytes).unwrap();
+            let ckpt = Checkpoint::open(&path).unwrap();
+            let a = Architecture::detect(ckpt.config()).unwrap_or_else(|e| panic!("{arch}: {e}"));
+            let layer = a.layer(&ckpt, 0).unwrap_or_else(|e| panic!("{arch}: {e}"));
+            // Stored row r of attn_qkv holds the values r*d .. r*d + d.
+            let block = |first: usize, count: usize| {
+                Matrix::from_fn(count, d, |r, c| ((first + r) * d + c) as f64)
+            };
+            assert_eq!(layer.w_q, block(0, n_head * hd), "{arch} W_Q");
+            assert_eq!(layer.w_k, block(n_head * hd, n_kv * hd), "{arch} W_K");
+            assert_eq!(
+                layer.w_v,
+                block((n_head + n_kv) * hd, n_kv * hd),
+                "{arch} W_V"
+            );
+            let o = Matrix::from_fn(d, d, |r, c| (r * d + c) as f64);
+            assert_eq!(layer.w_o, o, "{arch} W_O");
+        }
     }
 }
