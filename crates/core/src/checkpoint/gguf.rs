@@ -825,16 +825,16 @@ impl GgufStore {
                     "attn_norm" => "input_layernorm",
                     "attn_norm_2" => "ln_mlp",
                     "attn_qkv" => {
-                        if let Some(layout) = self.get("falcon.tensor_data_layout") {
-                            if layout.as_str() != Some("jploski") {
-                                return Err(corrupt(
-                                    self.path(),
-                                    format!(
-                                        "falcon.tensor_data_layout is {layout}; only llama.cpp's \
-                                         `jploski` QKV layout can be mapped back to Hugging Face's"
-                                    ),
-                                ));
-                            }
+                        if let Some(layout) = self.get("falcon.tensor_data_layout")
+                            && layout.as_str() != Some("jploski")
+                        {
+                            return Err(corrupt(
+                                self.path(),
+                                format!(
+                                    "falcon.tensor_data_layout is {layout}; only llama.cpp's \
+                                     `jploski` QKV layout can be mapped back to Hugging Face's"
+                                ),
+                            ));
                         }
                         let (_, n_head, n_kv, hd) = self.heads(arch_name)?;
                         self.check_rows(t, (n_head + 2 * n_kv) * hd)?;

@@ -187,7 +187,13 @@ impl PickleStore {
             let map = unsafe { Mmap::map(&file) }.map_err(io)?;
             let entries = index_file(path, &map)?;
             let file_index = store.maps.len();
-            for (name, dtype, shape, view) in entries {
+            for Indexed {
+                name,
+                dtype,
+                shape,
+                view,
+            } in entries
+            {
                 if let Some(&prev) = owner.get(&name) {
                     return Err(CheckpointError::DuplicateTensor {
                         name,
@@ -281,11 +287,16 @@ fn is_contiguous(shape: &[usize], stride: &[usize]) -> bool {
     true
 }
 
+/// One tensor of an indexed archive.
+struct Indexed {
+    name: String,
+    dtype: DType,
+    shape: Vec<usize>,
+    view: View,
+}
+
 /// Indexes one `torch.save` zip archive: every tensor's name, dtype, shape and view.
-fn index_file(
-    path: &Path,
-    map: &[u8],
-) -> Result<Vec<(String, DType, Vec<usize>, View)>, CheckpointError> {
+fn index_file(path: &Path, map: &[u8]) -> Result<Vec<Indexed>, CheckpointError> {
     if map.len() >= 14 && map[0] == 0x80 && map[2..4] == [0x8a, 0x0a] && map[4..14] == LEGACY_MAGIC
     {
         return Err(corrupt(
@@ -445,17 +456,17 @@ fn index_file(
                 )));
             }
         }
-        out.push((
-            name.clone(),
+        out.push(Indexed {
+            name: name.clone(),
             dtype,
             shape,
-            View {
+            view: View {
                 data: range,
                 offset,
                 stride,
                 neg: t.neg,
             },
-        ));
+        });
     }
     Ok(out)
 }
@@ -1342,7 +1353,7 @@ pub mod unpickle {
     }
 
     fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, String> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err("odd number of items for a dict".into());
         }
         let mut out = Vec::with_capacity(items.len() / 2);
