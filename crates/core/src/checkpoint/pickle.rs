@@ -431,7 +431,7 @@ fn index_file(path: &Path, map: &[u8]) -> Result<Vec<Indexed>, CheckpointError> 
                 .collect()
         };
         let shape = to_usize(&t.size, "size")?;
-        let stride = to_usize(&t.stride, "stride")?;
+        let mut stride = to_usize(&t.stride, "stride")?;
         let offset = usize::try_from(t.offset)
             .map_err(|_| bad(format!("storage offset {} too large", t.offset)))?;
         if shape.len() != stride.len() {
@@ -441,6 +441,13 @@ fn index_file(path: &Path, map: &[u8]) -> Result<Vec<Indexed>, CheckpointError> 
         }
         let numel =
             checked_numel(&shape).ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
+        // The stride of a dimension of size 1 is never followed; zero keeps the index walk in
+        // range whatever the file says.
+        for (s, &n) in stride.iter_mut().zip(&shape) {
+            if n == 1 {
+                *s = 0;
+            }
+        }
         if numel > 0 {
             let last = shape
                 .iter()
@@ -867,6 +874,8 @@ pub mod unpickle {
         match v {
             Value::Int(i) if *i >= 0 => Ok(*i as u64),
             Value::Bool(b) => Ok(*b as u64),
+            Value::Int(i) => Err(format!("{what} should be a non-negative int, found {i}")),
+            Value::BigInt => Err(format!("{what} is an integer beyond 64 bits")),
             other => Err(format!(
                 "{what} should be a non-negative int, found {}",
                 other.kind()
@@ -1500,7 +1509,139 @@ pub mod unpickle {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
+
+    /// A protocol-2 pickle of `{name: _rebuild_tensor_v2(storage, offset, size, stride, False,
+    /// OrderedDict())}` for each (name, key, storage numel, offset, size, stride), written the way
+    /// torch.save writes it.
+    fn state_dict_pickle(tensors: &[(&str, &str, u64, u64, &[u64], &[u64])]) -> Vec<u8> {
+        fn unicode(out: &mut Vec<u8>, s: &str) {
+            out.push(b'X');
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        fn int(out: &mut Vec<u8>, v: u64) {
+            if let Ok(small) = i32::try_from(v) {
+                out.push(b'J');
+                out.extend_from_slice(&small.to_le_bytes());
+            } else {
+                out.extend_from_slice(&[0x8a, 8]); // LONG1 of 8 bytes
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        fn tuple(out: &mut Vec<u8>, vs: &[u64]) {
+            out.push(b'(');
+            for &v in vs {
+                int(out, v);
+            }
+            out.push(b't');
+        }
+        let mut p = b"\x80\x02ccollections\nOrderedDict\n)R(".to_vec();
+        for (name, key, numel, offset, size, stride) in tensors {
+            unicode(&mut p, name);
+            p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+            unicode(&mut p, "storage");
+            p.extend_from_slice(b"ctorch\nFloatStorage\n");
+            unicode(&mut p, key);
+            unicode(&mut p, "cpu");
+            int(&mut p, *numel);
+            p.extend_from_slice(b"tQ");
+            int(&mut p, *offset);
+            tuple(&mut p, size);
+            tuple(&mut p, stride);
+            p.extend_from_slice(b"\x89ccollections\nOrderedDict\n)RtR");
+        }
+        p.extend_from_slice(b"u.");
+        p
+    }
+
+    /// A zip archive of stored entries.
+    fn archive(path: &Path, entries: &[(&str, &[u8])]) {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for (name, bytes) in entries {
+            z.start_file(*name, opts).unwrap();
+            z.write_all(bytes).unwrap();
+        }
+        z.finish().unwrap();
+    }
+
+    fn f32s(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    fn open(entries: &[(&str, &[u8])]) -> Result<(tempfile::TempDir, PickleStore), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.bin");
+        archive(&path, entries);
+        match PickleStore::open_files(&[path]) {
+            Ok(store) => Ok((dir, store)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn crafted_archives_read_views_and_reject_bad_ones() {
+        let data = f32s(&[0., 1., 2., 3., 4., 5.]);
+        // A [2, 2] view at offset 1 with strides (1, 2): elements 1, 3, 2, 4.
+        let pkl = state_dict_pickle(&[("w", "0", 6, 1, &[2, 2], &[1, 2])]);
+        let (_d, store) = open(&[("w/data.pkl", &pkl), ("w/data/0", &data)]).unwrap();
+        assert_eq!(store.read(0).unwrap(), vec![1., 3., 2., 4.]);
+        // A size-1 dimension's stride is never followed, however large.
+        let pkl = state_dict_pickle(&[("w", "0", 6, 2, &[1, 3], &[4_000_000_000, 1])]);
+        let (_d, store) = open(&[("w/data.pkl", &pkl), ("w/data/0", &data)]).unwrap();
+        assert_eq!(store.read(0).unwrap(), vec![2., 3., 4.]);
+
+        let pkl = state_dict_pickle(&[("w", "0", 6, 3, &[2, 2], &[2, 1])]);
+        let e = open(&[("w/data.pkl", &pkl), ("w/data/0", &data)])
+            .err()
+            .unwrap();
+        assert!(e.contains("`w`") && e.contains("reaches element 6"), "{e}");
+        let pkl = state_dict_pickle(&[("w", "0", 7, 0, &[2], &[1])]);
+        let e = open(&[("w/data.pkl", &pkl), ("w/data/0", &data)])
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("holds 24 bytes") && e.contains("7 elements"),
+            "{e}"
+        );
+        let pkl = state_dict_pickle(&[("w", "1", 6, 0, &[2], &[1])]);
+        let e = open(&[("w/data.pkl", &pkl), ("w/data/0", &data)])
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("`w`") && e.contains("no zip entry `w/data/1`"),
+            "{e}"
+        );
+        let pkl = state_dict_pickle(&[("w", "../0", 6, 0, &[2], &[1])]);
+        let e = open(&[("w/data.pkl", &pkl), ("w/data/0", &data)])
+            .err()
+            .unwrap();
+        assert!(e.contains("not a plain name"), "{e}");
+        let pkl = state_dict_pickle(&[("w", "0", 6, 0, &[2], &[1]), ("w", "0", 6, 0, &[2], &[1])]);
+        let e = open(&[("w/data.pkl", &pkl), ("w/data/0", &data)])
+            .err()
+            .unwrap();
+        assert!(e.contains("appears twice"), "{e}");
+        let pkl = state_dict_pickle(&[("w", "0", 6, 0, &[2], &[1])]);
+        let e = open(&[
+            ("w/data.pkl", &pkl),
+            ("w/data/0", &data),
+            ("w/byteorder", b"big"),
+        ])
+        .err()
+        .unwrap();
+        assert!(e.contains("little-endian"), "{e}");
+        let e = open(&[("a/data.pkl", &pkl), ("b/data.pkl", &pkl)])
+            .err()
+            .unwrap();
+        assert!(e.contains("several pickles"), "{e}");
+        let e = open(&[("data.pkl", &pkl)]).err().unwrap();
+        assert!(e.contains("no `<dir>/data.pkl`"), "{e}");
+    }
 
     #[test]
     fn contiguity() {
