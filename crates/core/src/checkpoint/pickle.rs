@@ -1516,7 +1516,10 @@ mod tests {
     /// A protocol-2 pickle of `{name: _rebuild_tensor_v2(storage, offset, size, stride, False,
     /// OrderedDict())}` for each (name, key, storage numel, offset, size, stride), written the way
     /// torch.save writes it.
-    fn state_dict_pickle(tensors: &[(&str, &str, u64, u64, &[u64], &[u64])]) -> Vec<u8> {
+    /// (name, storage key, storage numel, offset, size, stride)
+    type Spec<'a> = (&'a str, &'a str, u64, u64, &'a [u64], &'a [u64]);
+
+    fn state_dict_pickle(tensors: &[Spec]) -> Vec<u8> {
         fn unicode(out: &mut Vec<u8>, s: &str) {
             out.push(b'X');
             out.extend_from_slice(&(s.len() as u32).to_le_bytes());
