@@ -9,6 +9,8 @@
 //! files differ in whether they carry the model prefix (`transformer.h.0.attn.c_attn.weight`
 //! against `h.0.attn.c_attn.weight`).
 
+pub mod gguf;
+pub mod pickle;
 pub mod safetensors;
 
 use std::collections::HashMap;
@@ -43,6 +45,11 @@ pub enum CheckpointError {
     Pickle { file: PathBuf, problem: String },
     #[error("corrupt GGUF file {file}: {problem}")]
     Gguf { file: PathBuf, problem: String },
+    #[error(
+        "{dir} holds several GGUF files ({}); open the one wanted by its path",
+        display_paths(files)
+    )]
+    SeveralGguf { dir: PathBuf, files: Vec<PathBuf> },
     #[error("bad shard index {file}: {problem}")]
     Index { file: PathBuf, problem: String },
     #[error("tensor `{name}` not found; searched {}", display_paths(files))]
@@ -177,13 +184,22 @@ impl fmt::Debug for Checkpoint {
 }
 
 const EXPECTED_WEIGHTS: &str = "model.safetensors, model.safetensors.index.json, model-*-of-*.safetensors, \
-pytorch_model.bin, pytorch_model.bin.index.json or a .gguf file";
+pytorch_model.bin, pytorch_model.bin.index.json, pytorch_model-*-of-*.bin, or exactly one .gguf file \
+(a .gguf file may also be opened by its own path)";
 
 impl Checkpoint {
-    /// Opens a checkpoint directory holding `config.json` and its weights.
+    /// Opens a checkpoint: a directory holding `config.json` and its weights, or a `.gguf` file.
     ///
-    /// Weights are looked for in this order: `model.safetensors.index.json` (sharded),
-    /// `model.safetensors`, `model-*-of-*.safetensors` shards without an index.
+    /// In a directory, weights are looked for in this order:
+    /// 1. safetensors: `model.safetensors.index.json` (sharded), `model.safetensors`,
+    ///    `model-*-of-*.safetensors` shards without an index;
+    /// 2. PyTorch zip checkpoints: `pytorch_model.bin.index.json`, `pytorch_model.bin`,
+    ///    `pytorch_model-*-of-*.bin` shards without an index;
+    /// 3. a single `*.gguf` file (several are an error: open the one wanted by its path).
+    ///
+    /// safetensors and PyTorch checkpoints need `config.json`. For GGUF it is optional: the
+    /// configuration is built from the GGUF metadata ([`gguf::GgufStore::config`]), on top of
+    /// `config.json` when there is one, the GGUF values winning wherever both say something.
     pub fn open(path: &Path) -> Result<Checkpoint, CheckpointError> {
         if !path.exists() {
             return Err(CheckpointError::NotFound {
@@ -191,22 +207,46 @@ impl Checkpoint {
             });
         }
         if path.is_file() {
-            return Err(CheckpointError::NoWeights {
-                dir: path.to_path_buf(),
-                expected: EXPECTED_WEIGHTS,
-            });
-        }
-        let config = ModelConfig::load(&path.join("config.json"))?;
-        let store: Box<dyn TensorStore> =
-            if let Some(st) = safetensors::SafetensorsStore::open_dir(path)? {
-                Box::new(st)
-            } else {
+            if !gguf::is_gguf_path(path) {
                 return Err(CheckpointError::NoWeights {
                     dir: path.to_path_buf(),
                     expected: EXPECTED_WEIGHTS,
                 });
-            };
-        Ok(Checkpoint::from_parts(path, config, store))
+            }
+            let store = gguf::GgufStore::open(path)?;
+            let config = store.config(None)?;
+            return Ok(Checkpoint::from_parts(path, config, Box::new(store)));
+        }
+        if let Some(st) = safetensors::SafetensorsStore::open_dir(path)? {
+            let config = ModelConfig::load(&path.join("config.json"))?;
+            return Ok(Checkpoint::from_parts(path, config, Box::new(st)));
+        }
+        if let Some(pt) = pickle::PickleStore::open_dir(path)? {
+            let config = ModelConfig::load(&path.join("config.json"))?;
+            return Ok(Checkpoint::from_parts(path, config, Box::new(pt)));
+        }
+        let ggufs = gguf::gguf_files_in(path)?;
+        match ggufs.as_slice() {
+            [] => Err(CheckpointError::NoWeights {
+                dir: path.to_path_buf(),
+                expected: EXPECTED_WEIGHTS,
+            }),
+            [one] => {
+                let store = gguf::GgufStore::open(one)?;
+                let config_path = path.join("config.json");
+                let base = if config_path.is_file() {
+                    Some(ModelConfig::load(&config_path)?)
+                } else {
+                    None
+                };
+                let config = store.config(base.as_ref())?;
+                Ok(Checkpoint::from_parts(path, config, Box::new(store)))
+            }
+            _ => Err(CheckpointError::SeveralGguf {
+                dir: path.to_path_buf(),
+                files: ggufs,
+            }),
+        }
     }
 
     /// Builds a checkpoint from a configuration and an already opened store.
