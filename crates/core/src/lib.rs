@@ -9,6 +9,8 @@
 //!    [`attention::LayerAttention`] per layer in a canonical layout.
 //! 3. [`attention`] splits a layer into per-head matrices (W_Q^h, W_K^g, W_V^g, W_O^h) and
 //!    the grouped-query map h -> g, and optionally folds the pre-attention norm gain.
+//! 4. [`spectral`] computes full singular-value spectra of those matrices and of the OV/QK
+//!    circuits (in factored form) through a [`spectral::SvdBackend`], and their metrics.
 //!
 //! Heavy optional parts (libtorch through tch, DataFusion) live in other crates of the
 //! workspace so that this one builds and tests quickly.
@@ -22,6 +24,7 @@ pub mod dtype;
 pub mod kind;
 pub mod matrix;
 pub mod pipeline;
+pub mod spectral;
 
 pub use arch::{ArchError, Architecture, Geometry};
 pub use attention::LayerAttention;
