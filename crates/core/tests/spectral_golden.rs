@@ -1,5 +1,5 @@
 //! Golden tests of the spectral engine against tests/fixtures/spectral, made by
-//! scripts/golden/spectral_golden.py from numpy/scipy (LAPACK) and WeightWatcher 0.7.7.
+//! scripts/fixtures/make_spectral_golden.py from numpy/scipy (LAPACK) and WeightWatcher 0.7.7.
 //!
 //! Tolerances: spectra to 1e-10 relative to σ_1 in f64 (1e-5 in f32); metrics fed the same
 //! singular values as WeightWatcher to 1e-10 relative (alpha, xmin, D, norms, entropy) and
