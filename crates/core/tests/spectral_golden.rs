@@ -88,7 +88,11 @@ fn assert_rel(name: &str, what: &str, got: f64, want: f64, tol: f64) {
 #[test]
 fn dense_spectra_match_construction_and_lapack() {
     let fixture = load("matrices.json");
-    for alg in [DenseAlgorithm::Svd, DenseAlgorithm::GramChecked] {
+    for alg in [
+        DenseAlgorithm::Auto,
+        DenseAlgorithm::Svd,
+        DenseAlgorithm::GramChecked,
+    ] {
         let backend = FaerBackend::new(2).unwrap().with_dense_algorithm(alg);
         let cases = fixture["cases"].as_array().unwrap();
         let mats: Vec<Matrix> = cases.iter().map(matrix_case).collect();

@@ -4,13 +4,18 @@
 //!
 //! ```text
 //! bench_spectral [--models 768,1024,4096] [--precisions f32,f64]
-//!                [--backends faer,faer-gram,torch-cpu] [--threads 2] [--floor numpy.json]
+//!                [--backends faer,faer-svd,faer-gram,faer-within,torch-cpu] [--threads 2]
+//!                [--floor numpy.json]
 //! ```
 //!
-//! The in-process floor is libtorch's `svd(compute_uv=false)` (MKL gesdd, values only) on the
-//! same batch; `--floor` adds numpy's `np.linalg.svd(compute_uv=False)` timings measured by
-//! scripts/bench_spectral.sh just before (a JSON object `{"768": {"f32": s, "f64": s}, ...}`
-//! for the whole-layer set). "vs floor" divides by the faster floor of the same precision.
+//! Backends: `faer` (the default configuration), `faer-svd` (SVD for every dense job),
+//! `faer-gram` (checked Gram path for every dense job), `faer-within` (one job at a time using
+//! all threads), `torch-cpu`. The in-process floor is libtorch's `svd(compute_uv=false)` (MKL
+//! gesdd, values only) on the same matrices, split into `--threads` sub-batches run at once,
+//! each single-threaded; `--floor` adds numpy's `np.linalg.svd(compute_uv=False)` timings
+//! measured the same way by scripts/bench_spectral.sh just before (a JSON object
+//! `{"768": {"f32": s, "f64": s}, ...}` for the whole-layer set). "vs floor" divides by the
+//! faster floor of the same precision.
 //! Accuracy is the largest |Δσ| / σ_1 against LAPACK f64 (torch-cpu in f64).
 
 #[path = "common/workloads.rs"]
@@ -21,7 +26,9 @@ use std::io::Write;
 use std::time::Instant;
 
 use attn_spectra::Matrix;
-use attn_spectra::spectral::{DenseAlgorithm, FaerBackend, Job, Precision, SvdBackend};
+use attn_spectra::spectral::{
+    DenseAlgorithm, FaerBackend, Job, JobParallelism, Precision, SvdBackend,
+};
 use attn_spectra_torch::TorchBackend;
 use tch::{Kind, Tensor};
 use workloads::{LLAMA7B_LAYER, Model, SEED_768, SEED_1024, Workload, max_rel_diff, timed};
@@ -43,7 +50,13 @@ fn parse_args() -> Options {
     let mut o = Options {
         models: vec![SEED_768, SEED_1024, LLAMA7B_LAYER],
         precisions: vec![Precision::F32, Precision::F64],
-        backends: vec!["faer".into(), "faer-gram".into(), "torch-cpu".into()],
+        backends: vec![
+            "faer".into(),
+            "faer-svd".into(),
+            "faer-gram".into(),
+            "faer-within".into(),
+            "torch-cpu".into(),
+        ],
         threads: 2,
         floor: BTreeMap::new(),
     };
@@ -83,24 +96,37 @@ fn parse_args() -> Options {
     o
 }
 
-/// libtorch's values-only SVD of the whole batch, as a LAPACK floor (seconds).
-fn torch_floor(mats: &[&Matrix], precision: Precision) -> f64 {
-    let _g = tch::no_grad_guard();
+/// libtorch's values-only SVD (LAPACK gesdd from MKL) as a floor: the batch split into
+/// `threads` parts run at once, each single-threaded (seconds).
+fn torch_floor(mats: &[&Matrix], precision: Precision, threads: usize) -> f64 {
     let (r, c) = mats[0].shape();
-    let mut buf = Vec::with_capacity(mats.len() * r * c);
-    for m in mats {
-        buf.extend_from_slice(m.data());
-    }
     let kind = match precision {
         Precision::F32 => Kind::Float,
         Precision::F64 => Kind::Double,
     };
-    let t = Tensor::from_slice(&buf)
-        .view([mats.len() as i64, r as i64, c as i64])
-        .to_kind(kind);
+    let part = mats.len().div_ceil(threads.max(1));
+    let tensors: Vec<Tensor> = mats
+        .chunks(part)
+        .map(|chunk| {
+            let mut buf = Vec::with_capacity(chunk.len() * r * c);
+            for m in chunk {
+                buf.extend_from_slice(m.data());
+            }
+            Tensor::from_slice(&buf)
+                .view([chunk.len() as i64, r as i64, c as i64])
+                .to_kind(kind)
+        })
+        .collect();
     let start = Instant::now();
-    let (_, s, _) = t.svd(true, false);
-    let _ = s.sum(Kind::Double).double_value(&[]);
+    std::thread::scope(|scope| {
+        for t in tensors {
+            scope.spawn(move || {
+                let _g = tch::no_grad_guard();
+                let (_, s, _) = t.svd(true, false);
+                s.sum(Kind::Double).double_value(&[])
+            });
+        }
+    });
     start.elapsed().as_secs_f64()
 }
 
@@ -111,14 +137,19 @@ fn row(cells: &[String]) {
 
 fn main() {
     let o = parse_args();
-    tch::set_num_threads(o.threads as i32);
     let torch = TorchBackend::cpu(o.threads);
     let faer = FaerBackend::new(o.threads).expect("threads");
     let gram = FaerBackend::new(o.threads)
         .expect("threads")
         .with_dense_algorithm(DenseAlgorithm::GramChecked);
+    let svd_only = FaerBackend::new(o.threads)
+        .expect("threads")
+        .with_dense_algorithm(DenseAlgorithm::Svd);
+    let within = FaerBackend::new(o.threads)
+        .expect("threads")
+        .with_parallelism(JobParallelism::WithinJobs);
     println!(
-        "threads: {} (faer pool, libtorch intra-op); OPENBLAS_CORETYPE={}",
+        "threads: {} (faer pool; torch-cpu and the floor: sub-batches on that many threads, 1 libtorch intra-op thread); OPENBLAS_CORETYPE={}",
         o.threads,
         std::env::var("OPENBLAS_CORETYPE").unwrap_or_else(|_| "(unset)".into())
     );
@@ -162,7 +193,7 @@ fn main() {
         }
         for &precision in &o.precisions {
             let p = precision.to_string();
-            let t_torch_floor = torch_floor(&whole_mats, precision);
+            let t_torch_floor = torch_floor(&whole_mats, precision, o.threads);
             let t_numpy = o.floor.get(&key).and_then(|m| m.get(&p)).copied();
             let floor = t_numpy.map_or(t_torch_floor, |n| n.min(t_torch_floor));
             row(&[
@@ -170,7 +201,7 @@ fn main() {
                 "whole".into(),
                 whole_mats.len().to_string(),
                 p.clone(),
-                "floor: libtorch svd values-only (MKL gesdd)".into(),
+                "floor: libtorch gesdd values-only (MKL)".into(),
                 format!("{t_torch_floor:.2}"),
                 format!("{:.2}", t_torch_floor / floor),
                 "".into(),
@@ -181,7 +212,7 @@ fn main() {
                     "whole".into(),
                     whole_mats.len().to_string(),
                     p.clone(),
-                    "floor: numpy svd compute_uv=False".into(),
+                    "floor: numpy gesdd values-only (OpenBLAS)".into(),
                     format!("{n:.2}"),
                     format!("{:.2}", n / floor),
                     "".into(),
@@ -191,13 +222,21 @@ fn main() {
                 let backend: &dyn SvdBackend = match name.as_str() {
                     "faer" => &faer,
                     "faer-gram" => &gram,
+                    "faer-svd" => &svd_only,
+                    "faer-within" => &within,
                     "torch-cpu" => &torch,
                     other => fail(&format!("unknown backend {other}")),
                 };
                 let mut times = [0.0; 3];
                 for (i, (set, w)) in sets.iter().enumerate() {
-                    if name == "faer-gram" && *set == "circuits" {
-                        continue; // circuits never use the Gram path
+                    // Variants that only change dense jobs, or whole-layer ones.
+                    let skip = match name.as_str() {
+                        "faer-gram" | "faer-svd" => *set == "circuits",
+                        "faer-within" => *set != "whole",
+                        _ => false,
+                    };
+                    if skip {
+                        continue;
                     }
                     let jobs: Vec<Job> = w.jobs();
                     let (t, out) = if name == "torch-cpu" && precision == Precision::F64 {
@@ -222,7 +261,7 @@ fn main() {
                         format!("{d:.1e}"),
                     ]);
                 }
-                if name != "faer-gram" && times[0] > 0.0 {
+                if (name == "faer" || name == "torch-cpu") && times[0] > 0.0 {
                     extra.push(format!(
                         "{} {p} {name}: per-head + circuits add {:.0}% to the whole-layer time ({:.2} s + {:.2} s on {:.2} s)",
                         model.name,

@@ -94,7 +94,7 @@
 mod faer_backend;
 mod metrics;
 
-pub use faer_backend::{DenseAlgorithm, FaerBackend};
+pub use faer_backend::{DenseAlgorithm, FaerBackend, GRAM_ASPECT, JobParallelism};
 pub use metrics::{
     ENTROPY_EPSILON, EVALS_THRESH, Metrics, PowerLawFit, SMALL_N_CUTOFF, fit_power_law, metrics,
     metrics_for_shape,
