@@ -10,7 +10,7 @@
 //! 3. [`attention`] splits a layer into per-head matrices (W_Q^h, W_K^g, W_V^g, W_O^h) and
 //!    the grouped-query map h -> g, and optionally folds the pre-attention norm gain.
 //! 4. [`spectral`] computes full singular-value spectra of those matrices and of the OV/QK
-//!    circuits (in factored form) through an [`spectral::SvdBackend`], and their metrics.
+//!    circuits (in factored form) through a [`spectral::SvdBackend`], and their metrics.
 //!
 //! Heavy optional parts (libtorch through tch, DataFusion) live in other crates of the
 //! workspace so that this one builds and tests quickly.

@@ -1,5 +1,5 @@
 //! Golden tests of the spectral engine against tests/fixtures/spectral, made by
-//! scripts/golden/spectral_golden.py from numpy/scipy (LAPACK) and WeightWatcher 0.7.7.
+//! scripts/fixtures/make_spectral_golden.py from numpy/scipy (LAPACK) and WeightWatcher 0.7.7.
 //!
 //! Tolerances: spectra to 1e-10 relative to σ_1 in f64 (1e-5 in f32); metrics fed the same
 //! singular values as WeightWatcher to 1e-10 relative (alpha, xmin, D, norms, entropy) and
@@ -88,7 +88,11 @@ fn assert_rel(name: &str, what: &str, got: f64, want: f64, tol: f64) {
 #[test]
 fn dense_spectra_match_construction_and_lapack() {
     let fixture = load("matrices.json");
-    for alg in [DenseAlgorithm::Svd, DenseAlgorithm::GramChecked] {
+    for alg in [
+        DenseAlgorithm::Auto,
+        DenseAlgorithm::Svd,
+        DenseAlgorithm::GramChecked,
+    ] {
         let backend = FaerBackend::new(2).unwrap().with_dense_algorithm(alg);
         let cases = fixture["cases"].as_array().unwrap();
         let mats: Vec<Matrix> = cases.iter().map(matrix_case).collect();

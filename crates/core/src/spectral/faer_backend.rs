@@ -16,8 +16,14 @@ use crate::matrix::Matrix;
 /// How [`FaerBackend`] computes the spectrum of a dense job.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DenseAlgorithm {
-    /// Values-only SVD (bidiagonalisation + bidiagonal divide and conquer). The default.
+    /// The default: [`DenseAlgorithm::GramChecked`] for strongly rectangular matrices (the
+    /// longer side at least [`GRAM_ASPECT`] times the shorter, e.g. per-head `[d_head, d]`
+    /// matrices), where the small Gram matrix is cheap and well conditioned;
+    /// [`DenseAlgorithm::Svd`] otherwise (square weights are often ill conditioned, and there
+    /// the Gram product costs as much as the SVD it would replace).
     #[default]
+    Auto,
+    /// Values-only SVD (bidiagonalisation + bidiagonal divide and conquer).
     Svd,
     /// Eigenvalues of the smaller Gram matrix (W^T W or W W^T), square-rooted. Absolute
     /// eigenvalue errors are about ε·σ_1², so σ_i carries an error near ε·σ_1²/(2σ_i):
@@ -35,6 +41,20 @@ pub enum DenseAlgorithm {
 /// The relative tolerance (to σ_1) that [`DenseAlgorithm::GramChecked`] guarantees.
 const GRAM_TOL: f64 = 1e-11;
 
+/// [`DenseAlgorithm::Auto`] uses the Gram path when max(rows, cols) >= GRAM_ASPECT · min.
+pub const GRAM_ASPECT: usize = 4;
+
+/// How [`FaerBackend`] spreads a batch over its threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JobParallelism {
+    /// Jobs in parallel, each single-threaded, when there are at least as many jobs as
+    /// threads; otherwise one job at a time using all threads. The default.
+    #[default]
+    Auto,
+    /// Always one job at a time, each using all threads (faer's own parallelism).
+    WithinJobs,
+}
+
 /// The faer backend. Jobs of a batch run in parallel on a private rayon pool of `threads`
 /// threads, each job single-threaded; a batch with fewer jobs than threads runs its jobs one
 /// after another, each using all threads. No other thread pool is touched, so there is no
@@ -43,6 +63,7 @@ pub struct FaerBackend {
     pool: rayon::ThreadPool,
     threads: usize,
     dense: DenseAlgorithm,
+    parallelism: JobParallelism,
 }
 
 impl FaerBackend {
@@ -65,12 +86,20 @@ impl FaerBackend {
             pool,
             threads,
             dense: DenseAlgorithm::default(),
+            parallelism: JobParallelism::default(),
         })
     }
 
-    /// Chooses the algorithm for dense jobs (for benchmarks; the default is the SVD).
+    /// Chooses the algorithm for dense jobs (for benchmarks; the default is
+    /// [`DenseAlgorithm::Auto`]).
     pub fn with_dense_algorithm(mut self, dense: DenseAlgorithm) -> FaerBackend {
         self.dense = dense;
+        self
+    }
+
+    /// Chooses how a batch is spread over the threads (for benchmarks).
+    pub fn with_parallelism(mut self, parallelism: JobParallelism) -> FaerBackend {
+        self.parallelism = parallelism;
         self
     }
 
@@ -113,7 +142,18 @@ impl FaerBackend {
                 });
             }
         }
-        match (*job, precision, self.dense) {
+        let dense = match (self.dense, job) {
+            (DenseAlgorithm::Auto, Job::Dense(m)) => {
+                let (short, long) = (m.rows().min(m.cols()), m.rows().max(m.cols()));
+                if long >= GRAM_ASPECT * short {
+                    DenseAlgorithm::GramChecked
+                } else {
+                    DenseAlgorithm::Svd
+                }
+            }
+            (other, _) => other,
+        };
+        match (*job, precision, dense) {
             (Job::Product { left, right }, Precision::F64, _) => {
                 product_values::<f64>(left, right, par).ok_or_else(|| fail("SVD of the core"))
             }
@@ -128,10 +168,10 @@ impl FaerBackend {
                 }
                 .ok_or_else(|| fail("SVD")),
             },
-            (Job::Dense(m), Precision::F64, DenseAlgorithm::Svd) => {
+            (Job::Dense(m), Precision::F64, DenseAlgorithm::Svd | DenseAlgorithm::Auto) => {
                 dense_values::<f64>(m, par).ok_or_else(|| fail("SVD"))
             }
-            (Job::Dense(m), Precision::F32, DenseAlgorithm::Svd) => {
+            (Job::Dense(m), Precision::F32, DenseAlgorithm::Svd | DenseAlgorithm::Auto) => {
                 dense_values::<f32>(m, par).ok_or_else(|| fail("SVD"))
             }
             (Job::Dense(m), Precision::F64, DenseAlgorithm::Gram) => {
@@ -152,7 +192,7 @@ impl SvdBackend for FaerBackend {
     fn spectra(&self, jobs: &[Job], precision: Precision) -> Result<Vec<Vec<f64>>, SpectralError> {
         validate_jobs(jobs)?;
         self.pool.install(|| {
-            if jobs.len() >= self.threads {
+            if jobs.len() >= self.threads && self.parallelism == JobParallelism::Auto {
                 jobs.par_iter()
                     .enumerate()
                     .map(|(i, job)| self.one(i, job, precision, Par::Seq))
@@ -386,6 +426,7 @@ mod tests {
         let tall = diag_matrix(5, 3, &[1.0, 3.0, 2.0]);
         let wide = tall.transpose();
         for alg in [
+            DenseAlgorithm::Auto,
             DenseAlgorithm::Svd,
             DenseAlgorithm::Gram,
             DenseAlgorithm::GramChecked,
@@ -437,6 +478,27 @@ mod tests {
         let err = b.spectra(&[Job::Dense(&big)], Precision::F32).unwrap_err();
         assert!(matches!(err, SpectralError::OutOfRange { job: 0, .. }));
         assert!(b.spectra(&[], Precision::F64).unwrap().is_empty());
+    }
+
+    #[test]
+    fn auto_falls_back_to_the_svd_for_rank_deficient_rectangular_matrices() {
+        // 40 x 8 of rank 2 (aspect 5, so Auto tries the Gram path): six exact zeros, which
+        // the Gram path would only resolve to about sqrt(eps) sigma_1.
+        let a = Matrix::from_fn(40, 2, |r, c| ((r * 7 + c * 3) % 11) as f64 - 5.0);
+        let b = Matrix::from_fn(2, 8, |r, c| ((r * 5 + c * 2) % 7) as f64 - 3.0);
+        let w = a.matmul(&b);
+        let backend = FaerBackend::new(1).unwrap();
+        assert_eq!(backend.dense_algorithm(), DenseAlgorithm::Auto);
+        let sv = &backend.spectra(&[Job::Dense(&w)], Precision::F64).unwrap()[0];
+        assert_eq!(sv.len(), 8);
+        for s in &sv[2..] {
+            assert!(*s <= 1e-13 * sv[0], "{sv:?}");
+        }
+        let gram = FaerBackend::new(1)
+            .unwrap()
+            .with_dense_algorithm(DenseAlgorithm::Gram);
+        let g = &gram.spectra(&[Job::Dense(&w)], Precision::F64).unwrap()[0];
+        assert!(g[2..].iter().any(|s| *s > 1e-13 * sv[0]), "{g:?}");
     }
 
     #[test]

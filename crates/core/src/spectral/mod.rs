@@ -86,15 +86,42 @@
 //!
 //! # Algorithms in [`FaerBackend`]
 //!
-//! Dense jobs use faer's values-only SVD (Householder bidiagonalisation, then divide and conquer
-//! on the bidiagonal without singular vectors). Eigenvalues of the Gram matrix (W W^T or W^T W,
-//! whichever is smaller) are available as [`DenseAlgorithm::Gram`] and
-//! [`DenseAlgorithm::GramChecked`]; see [`DenseAlgorithm`] for the accuracy criterion.
+//! * Dense jobs ([`DenseAlgorithm::Auto`], the default): faer's values-only SVD (Householder
+//!   bidiagonalisation, then the bidiagonal SVD without singular vectors) for square-ish
+//!   matrices; for strongly rectangular ones (aspect >= [`GRAM_ASPECT`], e.g. per-head
+//!   `[d_head, d]`) the eigenvalues of the small Gram matrix, always in f64, kept only when
+//!   they pass the accuracy check of [`DenseAlgorithm::GramChecked`] (otherwise the SVD runs).
+//! * Product jobs: thin Householder QR of `left` and `right^T`, the `k x k` core
+//!   `R_l R_r^T`, and its values-only SVD, in the requested precision.
+//! * Jobs of a batch run in parallel on the backend's own rayon pool, one thread per job
+//!   ([`JobParallelism::Auto`]).
+//!
+//! Measured with `scripts/bench_spectral.sh` on the shared 2-core development machine (AMD
+//! EPYC, load ~7 from other work, 2 threads; the floor is LAPACK gesdd without vectors, MKL
+//! through libtorch, one thread per matrix and two at once; numpy/OpenBLAS the same way was
+//! slower still; full tables in docs/spectral.md):
+//!
+//! | workload | precision | faer / floor | per-head + circuits added |
+//! | --- | --- | --- | --- |
+//! | 12 x 4 x 768² | f32 | 0.78 | 17 % |
+//! | 12 x 4 x 768² | f64 | 1.04 | 12 % |
+//! | 24 x 4 x 1024² | f32 | 0.71 | 13 % |
+//! | 24 x 4 x 1024² | f64 | 1.05 | 8 % |
+//!
+//! * The checked Gram path made per-head matrices 1.7–2.5x faster than their SVD (and more
+//!   accurate than an f32 SVD: 1e-14 against 1e-5 relative to σ_1), but made square weights
+//!   1.5–2.1x slower than the SVD alone (their conditioning fails the check, so the SVD runs
+//!   anyway), hence the aspect rule.
+//! * faer's own parallelism inside one SVD ([`JobParallelism::WithinJobs`]) was no faster
+//!   than one thread per matrix, so batches use the latter; a batch with fewer jobs than
+//!   threads falls back to it.
+//! * f32 SVD errors: at most 3.4e-6 (768) and 4.6e-6 (1024) relative to σ_1 against LAPACK
+//!   f64 (LAPACK's own sgesdd: 2.9e-6 and 2.4e-6); f64: below 1e-14.
 
 mod faer_backend;
 mod metrics;
 
-pub use faer_backend::{DenseAlgorithm, FaerBackend};
+pub use faer_backend::{DenseAlgorithm, FaerBackend, GRAM_ASPECT, JobParallelism};
 pub use metrics::{
     ENTROPY_EPSILON, EVALS_THRESH, Metrics, PowerLawFit, SMALL_N_CUTOFF, fit_power_law, metrics,
     metrics_for_shape,
