@@ -9,6 +9,7 @@
 //!    [`attention::LayerAttention`] per layer in a canonical layout.
 //! 3. [`attention`] splits a layer into per-head matrices (W_Q^h, W_K^g, W_V^g, W_O^h) and
 //!    the grouped-query map h -> g, and optionally folds the pre-attention norm gain.
+//! 4. [`dataset`] writes the tables; [`stats`] holds the two-sample tests run over them.
 //!
 //! Heavy optional parts (libtorch through tch, DataFusion) live in other crates of the
 //! workspace so that this one builds and tests quickly.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod dataset;
 pub mod dtype;
 pub mod matrix;
+pub mod stats;
 
 pub use arch::{ArchError, Architecture, Geometry};
 pub use attention::LayerAttention;
