@@ -27,6 +27,60 @@ pub enum Command {
     /// Show how a checkpoint's attention weights are read: the detected architecture and
     /// dimensions, and for each projection the file, tensor, dtype, shape and slice.
     Inspect(InspectArgs),
+    /// Run a stage of a pipeline file (or `all` of them in order).
+    Run(RunArgs),
+}
+
+/// The stages of a pipeline, in the order `all` runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// Download what extraction needs (config, attention-bearing weight files) from the Hub.
+    Fetch,
+    /// Compute spectra and metrics of every model into models/, matrices/ and spectra/.
+    Extract,
+    /// Run the SQL files in sql/ over the dataset and store each result as a table.
+    Aggregate,
+    /// Run the Dampener-vs-Expander hypothesis test into hypothesis/.
+    Test,
+    /// Draw the figures and write the report and the seed-compatible JSON.
+    Report,
+    /// fetch, extract, aggregate, test and report, in order.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Which stage to run.
+    #[arg(value_enum)]
+    pub stage: Stage,
+    /// The pipeline file.
+    #[arg(long, short, default_value = "pipelines/labs.toml")]
+    pub pipeline: PathBuf,
+    /// The dataset directory [default: data/<pipeline name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Recompute models whose outputs already exist for the same configuration.
+    #[arg(long)]
+    pub force: bool,
+    /// Override the pipeline's backend: auto, faer, torch-cpu or torch-cuda.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Override the pipeline's precision: f64 or f32.
+    #[arg(long)]
+    pub precision: Option<String>,
+    /// Worker threads for the SVDs (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Use the local Hugging Face cache only (like HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
+    /// Read safetensors weights from the Hub with HTTP range requests instead of downloading
+    /// whole files: only the attention tensors' bytes are fetched.
+    #[arg(long)]
+    pub remote: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,8 +4,10 @@
 //! prints errors with their causes, and chooses the exit code (0 success, 1 a failed run,
 //! 2 bad usage or a bad query).
 
+mod backend;
 mod cli;
 mod commands;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -17,6 +19,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Run(args) => commands::run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,9 @@
 //!    [`attention::LayerAttention`] per layer in a canonical layout.
 //! 3. [`attention`] splits a layer into per-head matrices (W_Q^h, W_K^g, W_V^g, W_O^h) and
 //!    the grouped-query map h -> g, and optionally folds the pre-attention norm gain.
-//! 4. [`dataset`] writes the tables; [`stats`] holds the two-sample tests run over them.
+//! 4. [`spectral`] computes full singular-value spectra of those matrices and of the OV/QK
+//!    circuits (in factored form) through an [`spectral::SvdBackend`], and their metrics.
+//! 5. [`dataset`] writes the tables; [`stats`] holds the two-sample tests run over them.
 //!
 //! Heavy optional parts (libtorch through tch, DataFusion) live in other crates of the
 //! workspace so that this one builds and tests quickly.
@@ -20,7 +22,11 @@ pub mod checkpoint;
 pub mod config;
 pub mod dataset;
 pub mod dtype;
+pub mod extract;
+pub mod kind;
 pub mod matrix;
+pub mod pipeline;
+pub mod spectral;
 pub mod stats;
 
 pub use arch::{ArchError, Architecture, Geometry};
@@ -28,4 +34,5 @@ pub use attention::LayerAttention;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::ModelConfig;
 pub use dtype::DType;
+pub use kind::MatrixKind;
 pub use matrix::Matrix;

@@ -18,7 +18,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use attn_spectra::MatrixKind;
 use attn_spectra::dataset::{self as ds, schema};
+use attn_spectra::pipeline::TestSpec;
 use attn_spectra::stats::{self, Alternative};
 
 use crate::{Dataset, Result, SqlError, TOOL_VERSION};
@@ -26,8 +28,6 @@ use crate::{Dataset, Result, SqlError, TOOL_VERSION};
 /// The SQL computing the per-model means the tests compare.
 pub const MODEL_MEANS_SQL: &str = include_str!("../queries/model_means.sql");
 
-/// The matrix kinds the tests know: whole-layer projections and per-head circuits.
-pub const KINDS: &[&str] = &["W_Q", "W_K", "W_V", "W_O", "OV", "QK"];
 
 /// What `pipeline run test` tests. The default is the seed's study (see [`Default`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -35,7 +35,7 @@ pub const KINDS: &[&str] = &["W_Q", "W_K", "W_V", "W_O", "OV", "QK"];
 pub struct TestPlan {
     /// Metric columns of `matrices/` (see [`schema::METRIC_COLUMNS`]).
     pub metrics: Vec<String>,
-    /// Matrix kinds (see [`KINDS`]).
+    /// Matrix kinds (see [`MatrixKind`]).
     pub kinds: Vec<String>,
     /// Labs whose models form group A.
     pub group_a_labs: Vec<String>,
@@ -66,6 +66,23 @@ impl Default for TestPlan {
 }
 
 impl TestPlan {
+    /// The plan of a pipeline file's `[test]` section.
+    pub fn from_spec(spec: &TestSpec) -> Result<TestPlan> {
+        let plan = TestPlan {
+            metrics: spec.metrics.clone(),
+            kinds: spec.kinds.iter().map(|k| k.name().to_string()).collect(),
+            group_a_labs: spec.group_a.labs.clone(),
+            group_a_models: spec.group_a.models.clone(),
+            alternative: spec
+                .alternative
+                .parse()
+                .map_err(|e: stats::StatsError| SqlError::Invalid(format!("test plan: {e}")))?,
+            alpha: spec.alpha,
+        };
+        plan.validate()?;
+        Ok(plan)
+    }
+
     /// Checks the metrics, kinds, groups and alpha.
     pub fn validate(&self) -> Result<()> {
         let invalid = |m: String| Err(SqlError::Invalid(format!("test plan: {m}")));
@@ -81,8 +98,8 @@ impl TestPlan {
             }
         }
         for k in &self.kinds {
-            if !KINDS.contains(&k.as_str()) {
-                return invalid(format!("unknown kind `{k}` (one of: {})", KINDS.join(", ")));
+            if let Err(e) = k.parse::<MatrixKind>() {
+                return invalid(e);
             }
         }
         if self.group_a_labs.is_empty() && self.group_a_models.is_empty() {
@@ -445,6 +462,14 @@ mod tests {
         assert_eq!(plan.alternative, Alternative::Less);
         assert_eq!(plan.metrics[0], "spectral_norm");
         assert_eq!(plan.kinds[..2], ["W_V", "W_O"]);
+    }
+
+    #[test]
+    fn the_pipeline_default_is_the_same_plan() {
+        assert_eq!(
+            TestPlan::from_spec(&TestSpec::default()).unwrap(),
+            TestPlan::default()
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! partial Parquet file: a table file either exists whole or not at all. For a model, the
 //! `models/` row is written last and marks the model complete.
 
+pub mod rows;
 pub mod schema;
 
 use std::fs::File;

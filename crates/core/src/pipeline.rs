@@ -1,0 +1,577 @@
+//! Pipeline files (TOML): which models to analyse, how, and which hypothesis to test.
+//!
+//! ```toml
+//! name = "labs"
+//!
+//! [analysis]
+//! kinds = ["W_Q", "W_K", "W_V", "W_O", "OV", "QK"]
+//! per_head = true        # per-head W_Q^h, W_K^g, W_V^g, W_O^h besides whole-layer matrices
+//! fold_ln = false        # scale W_Q/W_K/W_V columns by the pre-attention norm gain
+//! precision = "f64"      # or "f32"
+//! backend = "auto"       # auto | faer | torch-cpu | torch-cuda
+//!
+//! [[models]]
+//! id = "EleutherAI/pythia-160m"   # a Hub id, or a local name when `source` is given
+//! revision = "main"
+//! source = "../checkpoints/pythia"  # optional; relative to this file
+//! lab = "EleutherAI"
+//! heritage = "DAMPENER"
+//! color = "#E74C3C"
+//! marker = "o"
+//!
+//! [test]
+//! metrics = ["spectral_norm"]
+//! kinds = ["W_V", "W_O"]
+//! group_a = { lab = ["EleutherAI"] }
+//! alternative = "less"
+//! ```
+//!
+//! Unknown keys and bad values are errors naming the key and the file. `circuits` (a boolean)
+//! is accepted in `[analysis]` as shorthand for adding OV and QK to `kinds`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::dataset::schema::METRIC_COLUMNS;
+use crate::kind::MatrixKind;
+
+/// Errors reading a pipeline file; each names the file and, where it can, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot read pipeline file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pipeline file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("pipeline file {path}: `{key}`: {problem}")]
+    Value {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+}
+
+/// Markers understood by the report (matplotlib's names).
+pub const MARKERS: &[&str] = &["o", "s", "^", "v", "D", "x", "+", "*", "<", ">"];
+/// Backends selectable in `[analysis] backend`.
+pub const BACKENDS: &[&str] = &["auto", "faer", "torch-cpu", "torch-cuda"];
+/// Precisions selectable in `[analysis] precision`.
+pub const PRECISIONS: &[&str] = &["f64", "f32"];
+/// Alternatives of the hypothesis test.
+pub const ALTERNATIVES: &[&str] = &["less", "greater", "two-sided"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    analysis: RawAnalysis,
+    #[serde(default)]
+    models: Vec<RawModel>,
+    #[serde(default)]
+    test: Option<RawTest>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnalysis {
+    kinds: Option<Vec<String>>,
+    per_head: Option<bool>,
+    circuits: Option<bool>,
+    fold_ln: Option<bool>,
+    precision: Option<String>,
+    backend: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    id: String,
+    revision: Option<String>,
+    source: Option<String>,
+    gguf: Option<String>,
+    lab: Option<String>,
+    heritage: Option<String>,
+    color: Option<String>,
+    marker: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    metrics: Option<Vec<String>>,
+    kinds: Option<Vec<String>>,
+    group_a: Option<RawGroup>,
+    alternative: Option<String>,
+    alpha: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    #[serde(default)]
+    lab: Vec<String>,
+    #[serde(default)]
+    models: Vec<String>,
+}
+
+/// How matrices are analysed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Analysis {
+    /// Kinds analysed, in canonical order.
+    pub kinds: Vec<MatrixKind>,
+    /// Per-head W_Q^h, W_K^g, W_V^g, W_O^h besides the whole-layer matrices.
+    pub per_head: bool,
+    pub fold_ln: bool,
+    /// "f64" or "f32".
+    pub precision: String,
+    /// "auto", "faer", "torch-cpu" or "torch-cuda".
+    pub backend: String,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            kinds: MatrixKind::ALL.to_vec(),
+            per_head: true,
+            fold_ln: false,
+            precision: "f64".into(),
+            backend: "auto".into(),
+        }
+    }
+}
+
+/// One model of the study.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelEntry {
+    /// Hub id (`org/name`) or a local name.
+    pub id: String,
+    pub revision: String,
+    /// A local directory or file; `None` means the model comes from the Hub.
+    pub source: Option<PathBuf>,
+    /// For a Hub GGUF repository: which `.gguf` file to read.
+    pub gguf: Option<String>,
+    pub lab: Option<String>,
+    pub heritage: Option<String>,
+    pub color: Option<String>,
+    pub marker: Option<String>,
+}
+
+/// How group A of the hypothesis test is chosen; the rest form group B.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GroupA {
+    pub labs: Vec<String>,
+    pub models: Vec<String>,
+}
+
+/// The hypothesis test (`pipeline run test`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TestSpec {
+    pub metrics: Vec<String>,
+    pub kinds: Vec<MatrixKind>,
+    pub group_a: GroupA,
+    /// "less", "greater" or "two-sided": "less" means group A is expected to be smaller.
+    pub alternative: String,
+    pub alpha: f64,
+}
+
+impl Default for TestSpec {
+    /// The seed's test: EleutherAI against the rest, one-sided "less", on the W_V and W_O
+    /// spectral norm, repeated on scale-free metrics and on the OV circuits.
+    fn default() -> Self {
+        TestSpec {
+            metrics: ["spectral_norm", "stable_rank", "effective_rank", "alpha"]
+                .map(String::from)
+                .to_vec(),
+            kinds: vec![MatrixKind::WV, MatrixKind::WO, MatrixKind::OV],
+            group_a: GroupA {
+                labs: vec!["EleutherAI".into()],
+                models: vec![],
+            },
+            alternative: "less".into(),
+            alpha: 0.05,
+        }
+    }
+}
+
+/// A parsed, validated pipeline file.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Pipeline {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub name: String,
+    pub description: Option<String>,
+    pub analysis: Analysis,
+    pub models: Vec<ModelEntry>,
+    pub test: TestSpec,
+    /// The file's text, kept for Parquet metadata.
+    #[serde(skip)]
+    pub text: String,
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file.
+    pub fn load(path: &Path) -> Result<Pipeline, PipelineError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses pipeline text; `path` locates relative `source` paths and names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Pipeline, PipelineError> {
+        let raw: RawPipeline = toml::from_str(text).map_err(|e| PipelineError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let bad = |key: &str, problem: String| PipelineError::Value {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            problem,
+        };
+        if raw.name.trim().is_empty()
+            || !raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(bad(
+                "name",
+                format!(
+                    "`{}` must be non-empty and use only letters, digits, '-', '_' and '.' (it names the output directory)",
+                    raw.name
+                ),
+            ));
+        }
+        let analysis = {
+            let a = raw.analysis;
+            let mut kinds: BTreeSet<MatrixKind> = match a.kinds {
+                Some(list) => list
+                    .iter()
+                    .map(|k| {
+                        k.parse::<MatrixKind>()
+                            .map_err(|e| bad("analysis.kinds", e))
+                    })
+                    .collect::<Result<_, _>>()?,
+                None => MatrixKind::ALL.into_iter().collect(),
+            };
+            match a.circuits {
+                Some(true) => kinds.extend([MatrixKind::OV, MatrixKind::QK]),
+                Some(false) => kinds.retain(|k| !k.is_circuit()),
+                None => {}
+            }
+            if kinds.is_empty() {
+                return Err(bad(
+                    "analysis.kinds",
+                    "at least one matrix kind is needed".into(),
+                ));
+            }
+            let precision = a.precision.unwrap_or_else(|| "f64".into());
+            if !PRECISIONS.contains(&precision.as_str()) {
+                return Err(bad(
+                    "analysis.precision",
+                    format!("`{precision}`; expected one of {}", PRECISIONS.join(", ")),
+                ));
+            }
+            let backend = a.backend.unwrap_or_else(|| "auto".into());
+            if !BACKENDS.contains(&backend.as_str()) {
+                return Err(bad(
+                    "analysis.backend",
+                    format!("`{backend}`; expected one of {}", BACKENDS.join(", ")),
+                ));
+            }
+            Analysis {
+                kinds: kinds.into_iter().collect(),
+                per_head: a.per_head.unwrap_or(true),
+                fold_ln: a.fold_ln.unwrap_or(false),
+                precision,
+                backend,
+            }
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut seen = BTreeSet::new();
+        let mut models = Vec::with_capacity(raw.models.len());
+        for (i, m) in raw.models.into_iter().enumerate() {
+            let key = |k: &str| format!("models[{i}].{k}");
+            if m.id.trim().is_empty() {
+                return Err(bad(&key("id"), "must not be empty".into()));
+            }
+            let revision = m.revision.unwrap_or_else(|| "main".into());
+            if revision.trim().is_empty() {
+                return Err(bad(&key("revision"), "must not be empty".into()));
+            }
+            if !seen.insert((m.id.clone(), revision.clone())) {
+                return Err(bad(
+                    &key("id"),
+                    format!("`{}` at revision `{revision}` is listed twice", m.id),
+                ));
+            }
+            if let Some(color) = &m.color {
+                let hex = color.strip_prefix('#').unwrap_or("");
+                if hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(bad(
+                        &key("color"),
+                        format!("`{color}` is not a colour like \"#E74C3C\""),
+                    ));
+                }
+            }
+            if let Some(marker) = &m.marker
+                && !MARKERS.contains(&marker.as_str())
+            {
+                return Err(bad(
+                    &key("marker"),
+                    format!("`{marker}`; expected one of {}", MARKERS.join(" ")),
+                ));
+            }
+            if let Some(g) = &m.gguf
+                && !g.ends_with(".gguf")
+            {
+                return Err(bad(&key("gguf"), format!("`{g}` is not a .gguf file name")));
+            }
+            models.push(ModelEntry {
+                id: m.id,
+                revision,
+                source: m.source.map(|s| base.join(s)),
+                gguf: m.gguf,
+                lab: m.lab,
+                heritage: m.heritage,
+                color: m.color,
+                marker: m.marker,
+            });
+        }
+        let test = match raw.test {
+            None => TestSpec::default(),
+            Some(t) => {
+                let d = TestSpec::default();
+                let metrics = t.metrics.unwrap_or(d.metrics);
+                for m in &metrics {
+                    if !METRIC_COLUMNS.contains(&m.as_str()) {
+                        return Err(bad(
+                            "test.metrics",
+                            format!(
+                                "unknown metric `{m}`; expected one of {}",
+                                METRIC_COLUMNS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                let kinds = match t.kinds {
+                    Some(list) => list
+                        .iter()
+                        .map(|k| k.parse::<MatrixKind>().map_err(|e| bad("test.kinds", e)))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None => d.kinds,
+                };
+                let group_a = match t.group_a {
+                    Some(g) => GroupA {
+                        labs: g.lab,
+                        models: g.models,
+                    },
+                    None => d.group_a,
+                };
+                if group_a.labs.is_empty() && group_a.models.is_empty() {
+                    return Err(bad("test.group_a", "name at least one lab or model".into()));
+                }
+                let alternative = t.alternative.unwrap_or(d.alternative);
+                if !ALTERNATIVES.contains(&alternative.as_str()) {
+                    return Err(bad(
+                        "test.alternative",
+                        format!(
+                            "`{alternative}`; expected one of {}",
+                            ALTERNATIVES.join(", ")
+                        ),
+                    ));
+                }
+                let alpha = t.alpha.unwrap_or(d.alpha);
+                if !(alpha > 0.0 && alpha < 1.0) {
+                    return Err(bad("test.alpha", format!("{alpha} is not between 0 and 1")));
+                }
+                TestSpec {
+                    metrics,
+                    kinds,
+                    group_a,
+                    alternative,
+                    alpha,
+                }
+            }
+        };
+        Ok(Pipeline {
+            path: path.to_path_buf(),
+            name: raw.name,
+            description: raw.description,
+            analysis,
+            models,
+            test,
+            text: text.to_string(),
+        })
+    }
+
+    /// The configuration hash of one model: identical hashes mean identical outputs, so a
+    /// resumed run skips the model. It covers the model's identity and source, its lab and
+    /// heritage (they are written into its rows), and every analysis setting.
+    pub fn config_hash(&self, model: &ModelEntry) -> String {
+        let doc = serde_json::json!({
+            "id": model.id,
+            "revision": model.revision,
+            "source": model.source,
+            "gguf": model.gguf,
+            "lab": model.lab,
+            "heritage": model.heritage,
+            "analysis": self.analysis,
+            "tool_version": env!("CARGO_PKG_VERSION"),
+        });
+        hex(&Sha256::digest(doc.to_string().as_bytes()))
+    }
+}
+
+/// Lower-case hexadecimal of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Pipeline, PipelineError> {
+        Pipeline::parse(Path::new("pipelines/t.toml"), text)
+    }
+
+    const MINIMAL: &str = r#"
+name = "t"
+[[models]]
+id = "gpt2"
+"#;
+
+    #[test]
+    fn defaults() {
+        let p = parse(MINIMAL).unwrap();
+        assert_eq!(p.models[0].revision, "main");
+        assert_eq!(p.analysis.kinds.len(), 6);
+        assert_eq!(p.analysis.precision, "f64");
+        assert_eq!(p.test.group_a.labs, vec!["EleutherAI"]);
+        assert_eq!(p.test.alternative, "less");
+    }
+
+    #[test]
+    fn sources_are_relative_to_the_file() {
+        let p =
+            parse("name = \"t\"\n[[models]]\nid = \"x\"\nsource = \"../fixtures/x\"\n").unwrap();
+        assert_eq!(
+            p.models[0].source.as_deref(),
+            Some(Path::new("pipelines/../fixtures/x"))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_file() {
+        let e = parse("name = \"t\"\n[analysis]\nprecison = \"f32\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pipelines/t.toml") && e.contains("precison"),
+            "{e}"
+        );
+        let e = parse("name = \"t\"\n[[models]]\nid = \"a\"\ncolour = \"#000000\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (text, key) in [
+            (
+                "name = \"t\"\n[analysis]\nprecision = \"f16\"\n",
+                "analysis.precision",
+            ),
+            (
+                "name = \"t\"\n[analysis]\nbackend = \"cuda\"\n",
+                "analysis.backend",
+            ),
+            (
+                "name = \"t\"\n[analysis]\nkinds = [\"W_X\"]\n",
+                "analysis.kinds",
+            ),
+            (
+                "name = \"t\"\n[[models]]\nid = \"a\"\ncolor = \"red\"\n",
+                "models[0].color",
+            ),
+            (
+                "name = \"t\"\n[[models]]\nid = \"a\"\nmarker = \"?\"\n",
+                "models[0].marker",
+            ),
+            (
+                "name = \"t\"\n[[models]]\nid = \"a\"\n[[models]]\nid = \"a\"\n",
+                "models[1].id",
+            ),
+            (
+                "name = \"t\"\n[test]\nmetrics = [\"loudness\"]\n",
+                "test.metrics",
+            ),
+            (
+                "name = \"t\"\n[test]\nalternative = \"lower\"\n",
+                "test.alternative",
+            ),
+            ("name = \"t\"\n[test]\ngroup_a = {}\n", "test.group_a"),
+            ("name = \"a/b\"\n", "name"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn circuits_shorthand() {
+        let p = parse("name = \"t\"\n[analysis]\nkinds = [\"W_V\"]\ncircuits = true\n").unwrap();
+        assert_eq!(
+            p.analysis.kinds,
+            vec![MatrixKind::WV, MatrixKind::OV, MatrixKind::QK]
+        );
+        let p = parse("name = \"t\"\n[analysis]\ncircuits = false\n").unwrap();
+        assert_eq!(p.analysis.kinds.len(), 4);
+    }
+
+    #[test]
+    fn hash_changes_with_analysis_not_colour() {
+        let a = parse(MINIMAL).unwrap();
+        let b = parse(&format!("{MINIMAL}color = \"#112233\"\n")).unwrap();
+        let c = parse(&format!("{MINIMAL}[analysis]\nfold_ln = true\n")).unwrap();
+        assert_eq!(a.config_hash(&a.models[0]), b.config_hash(&b.models[0]));
+        assert_ne!(a.config_hash(&a.models[0]), c.config_hash(&c.models[0]));
+    }
+}
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    /// The pipeline files in pipelines/ parse, and the demo's sources exist.
+    #[test]
+    fn shipped_pipelines_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
+        let labs = Pipeline::load(&dir.join("labs.toml")).unwrap();
+        assert_eq!(labs.models.len(), 7);
+        assert_eq!(
+            labs.models
+                .iter()
+                .filter(|m| m.lab.as_deref() == Some("EleutherAI"))
+                .count(),
+            3
+        );
+        let demo = Pipeline::load(&dir.join("demo.toml")).unwrap();
+        for m in &demo.models {
+            let src = m.source.as_ref().unwrap();
+            assert!(src.join("config.json").is_file(), "{}", src.display());
+        }
+    }
+}
