@@ -18,7 +18,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use attn_spectra::dataset::{self as ds, schema};
-use datafusion::catalog::MemTable;
+use datafusion::datasource::MemTable;
 use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -40,6 +40,36 @@ pub struct QueryResult {
 impl QueryResult {
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// DataFusion computes strings as Utf8View; results are handed out and stored as plain
+    /// Utf8 (top-level columns), the type of the core tables, so that a result table's
+    /// schema is the same whether it is queried or read by pandas, polars or DuckDB.
+    fn with_plain_strings(self) -> std::result::Result<QueryResult, DataFusionError> {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let plain = |f: &Field| match f.data_type() {
+            DataType::Utf8View => f.clone().with_data_type(DataType::Utf8),
+            DataType::BinaryView => f.clone().with_data_type(DataType::Binary),
+            _ => f.clone(),
+        };
+        if !self.schema.fields().iter().any(|f| plain(f) != **f) {
+            return Ok(self);
+        }
+        let schema = Arc::new(Schema::new_with_metadata(
+            self.schema.fields().iter().map(|f| plain(f)).collect::<Vec<_>>(),
+            self.schema.metadata().clone(),
+        ));
+        let mut batches = Vec::with_capacity(self.batches.len());
+        for batch in &self.batches {
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+        }
+        Ok(QueryResult { schema, batches })
     }
 }
 
@@ -98,9 +128,17 @@ impl Dataset {
         // One partition: aggregates then sum in file order and are bit-for-bit reproducible
         // (with several, the merge order of partial sums varies from run to run). The
         // tables are small: a study's matrices/ holds thousands of rows, not millions.
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(1);
+        // Result tables read back with the types they were written with (Utf8, not the
+        // Utf8View DataFusion would substitute), so a table's schema does not depend on
+        // whether it is being written or read.
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
         let dataset = Dataset {
             ctx: SessionContext::new_with_config(config),
             dir,
@@ -189,7 +227,9 @@ impl Dataset {
                 .map_err(|e| query_error(sql, e))?;
             let schema = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await.map_err(|e| query_error(sql, e))?;
-            Ok(QueryResult { schema, batches })
+            QueryResult { schema, batches }
+                .with_plain_strings()
+                .map_err(|e| query_error(sql, e))
         })
     }
 
@@ -225,7 +265,11 @@ impl Dataset {
                 let df = self.ctx.execute_logical_plan(plan).await.map_err(fail)?;
                 let schema = Arc::new(df.schema().as_arrow().clone());
                 let batches = df.collect().await.map_err(fail)?;
-                last = Some(QueryResult { schema, batches });
+                last = Some(
+                    QueryResult { schema, batches }
+                        .with_plain_strings()
+                        .map_err(fail)?,
+                );
             }
             Ok(last.expect("at least one statement"))
         })
