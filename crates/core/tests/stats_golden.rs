@@ -5,8 +5,9 @@
 //!
 //! Tolerance: 1e-12, absolute for p-values (which lie in [0, 1]) and relative to the value
 //! for U and the mean difference. The exact p-values are ratios of integer counts, so they
-//! agree to the last bit or two; the asymptotic ones pass through erfc, where statrs and
-//! SciPy's Cephes differ by a few ulps.
+//! agree to the last bit or two. The asymptotic ones pass through the normal survival
+//! function, where statrs' erfc and SciPy's Cephes `ndtr` differ by up to about 4e-11
+//! relative (1.6e-12 absolute at p = 0.0395 in larger_ties_10v10), so 1e-10 there.
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +26,11 @@ fn fixtures() -> Vec<(String, Value)> {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     paths.sort();
-    assert!(paths.len() >= 10, "expected the golden cases in {}", dir.display());
+    assert!(
+        paths.len() >= 10,
+        "expected the golden cases in {}",
+        dir.display()
+    );
     paths
         .into_iter()
         .map(|p| {
@@ -68,16 +73,21 @@ fn mann_whitney_matches_scipy() {
             let what = format!("{name} {key}");
             let u = want["u"].as_f64().unwrap();
             close(got.u_a, u, u.abs().max(1.0), &format!("{what} U"));
+            let p_scale = if got.method == MwuMethod::Asymptotic {
+                100.0
+            } else {
+                1.0
+            };
             close(
                 got.p_value,
                 want["p"].as_f64().unwrap(),
-                1.0,
+                p_scale,
                 &format!("{what} p"),
             );
             close(
                 got.p_two_sided,
                 case["mann_whitney"]["two-sided"]["p"].as_f64().unwrap(),
-                1.0,
+                p_scale,
                 &format!("{what} two-sided p"),
             );
             close(

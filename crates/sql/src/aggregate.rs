@@ -40,7 +40,10 @@ impl SqlFile {
 
 /// The repository's `sql/` files, compiled in (name, text), in name order.
 pub const SHIPPED_SQL: &[(&str, &str)] = &[
-    ("lab_summary.sql", include_str!("../../../sql/lab_summary.sql")),
+    (
+        "lab_summary.sql",
+        include_str!("../../../sql/lab_summary.sql"),
+    ),
     (
         "layer_profile.sql",
         include_str!("../../../sql/layer_profile.sql"),
@@ -146,7 +149,9 @@ pub fn aggregate_files(dataset_dir: &Path, files: &[SqlFile]) -> Result<Vec<Aggr
     let mut written = Vec::new();
     for file in files {
         let stem = file.stem();
-        let result = dataset.run_script(&file.sql).map_err(|e| in_file(file, e))?;
+        let result = dataset
+            .run_script(&file.sql)
+            .map_err(|e| in_file(file, e))?;
         let dir = dataset.dir().join(stem);
         let path = dir.join("result.parquet");
         let metadata = vec![

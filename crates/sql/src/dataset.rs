@@ -18,8 +18,8 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use attn_spectra::dataset::{self as ds, schema};
-use datafusion::datasource::MemTable;
 use datafusion::common::TableReference;
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -56,7 +56,11 @@ impl QueryResult {
             return Ok(self);
         }
         let schema = Arc::new(Schema::new_with_metadata(
-            self.schema.fields().iter().map(|f| plain(f)).collect::<Vec<_>>(),
+            self.schema
+                .fields()
+                .iter()
+                .map(|f| plain(f))
+                .collect::<Vec<_>>(),
             self.schema.metadata().clone(),
         ));
         let mut batches = Vec::with_capacity(self.batches.len());
@@ -149,13 +153,12 @@ impl Dataset {
             if path.is_dir() {
                 dataset.register_dir(name, &path, Some(schema))?;
             } else {
-                let empty = MemTable::try_new(schema, vec![vec![]]).map_err(|e| {
-                    SqlError::Table {
+                let empty =
+                    MemTable::try_new(schema, vec![vec![]]).map_err(|e| SqlError::Table {
                         table: name.to_string(),
                         path: path.clone(),
                         message: e.to_string(),
-                    }
-                })?;
+                    })?;
                 dataset
                     .ctx
                     .register_table(TableReference::bare(name), Arc::new(empty))
@@ -292,8 +295,8 @@ impl Dataset {
         // names are not taken for a glob.
         let url = url_for_dir(path).ok_or_else(|| fail("not an absolute path".into()))?;
         let table_url = ListingTableUrl::try_new(url, None).map_err(|e| fail(e.to_string()))?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet");
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new(table_url).with_listing_options(options);
         let config = match schema {
             Some(schema) => config.with_schema(schema),

@@ -28,7 +28,6 @@ use crate::{Dataset, Result, SqlError, TOOL_VERSION};
 /// The SQL computing the per-model means the tests compare.
 pub const MODEL_MEANS_SQL: &str = include_str!("../queries/model_means.sql");
 
-
 /// What `pipeline run test` tests. The default is the seed's study (see [`Default`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -235,7 +234,12 @@ pub fn run_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<HypothesisRo
     Ok(rows)
 }
 
-fn test_one(means: &MeansTable, plan: &TestPlan, metric: &str, kind: &str) -> Result<HypothesisRow> {
+fn test_one(
+    means: &MeansTable,
+    plan: &TestPlan,
+    metric: &str,
+    kind: &str,
+) -> Result<HypothesisRow> {
     let fail = |message: String| SqlError::Test {
         metric: metric.to_string(),
         kind: kind.to_string(),
@@ -246,7 +250,10 @@ fn test_one(means: &MeansTable, plan: &TestPlan, metric: &str, kind: &str) -> Re
     let mut models_a = Vec::new();
     let mut models_b = Vec::new();
     for obs in means.observations(metric, kind)? {
-        let in_a = obs.lab.as_ref().is_some_and(|l| plan.group_a_labs.contains(l))
+        let in_a = obs
+            .lab
+            .as_ref()
+            .is_some_and(|l| plan.group_a_labs.contains(l))
             || plan.group_a_models.contains(&obs.model);
         let name = format!("{}@{}", obs.model, obs.revision);
         if obs.value.is_nan() {
@@ -340,8 +347,8 @@ pub fn to_batch(rows: &[HypothesisRow]) -> Result<RecordBatch> {
 /// the tool version in the file's key-value metadata.
 pub fn write_hypothesis(dataset_dir: &Path, rows: &[HypothesisRow], plan: &TestPlan) -> Result<()> {
     let batch = to_batch(rows)?;
-    let plan_json = serde_json::to_string(plan)
-        .map_err(|e| SqlError::Invalid(format!("test plan: {e}")))?;
+    let plan_json =
+        serde_json::to_string(plan).map_err(|e| SqlError::Invalid(format!("test plan: {e}")))?;
     let metadata = vec![
         ("test_plan".to_string(), plan_json),
         ("sql_file".to_string(), "model_means.sql".to_string()),
@@ -376,10 +383,7 @@ pub fn render_text(rows: &[HypothesisRow], alpha: f64) -> String {
     let Some(first) = rows.first() else {
         return "No hypothesis tests.\n".to_string();
     };
-    let alt = first
-        .alternative
-        .parse::<Alternative>()
-        .unwrap_or_default();
+    let alt = first.alternative.parse::<Alternative>().unwrap_or_default();
     out.push_str(&format!(
         "HYPOTHESIS TEST: {} vs {} (H1: {} {} {}, Mann-Whitney U, alpha = {alpha})\n",
         first.group_a,
@@ -478,7 +482,12 @@ mod tests {
             metrics: vec!["spectral".into()],
             ..TestPlan::default()
         };
-        assert!(plan.validate().unwrap_err().to_string().contains("spectral"));
+        assert!(
+            plan.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("spectral")
+        );
         plan.metrics = vec!["alpha".into()];
         plan.kinds = vec!["W_X".into()];
         assert!(plan.validate().unwrap_err().to_string().contains("W_X"));
@@ -509,7 +518,10 @@ mod tests {
         assert!(line.contains("2/35 = 0.0571"), "{line}");
         assert!(line.contains("cannot reach"), "{line}");
         let line = power_line(2, 3, Alternative::Less, 0.05);
-        assert!(line.contains("1/10 = 0.1000") && line.contains("cannot reach"), "{line}");
+        assert!(
+            line.contains("1/10 = 0.1000") && line.contains("cannot reach"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -106,7 +106,11 @@ fn close(got: f64, want: f64, what: &str) {
 fn shipped_sql_and_tests_run_on_extract_output() {
     let dir = tempfile::tempdir().unwrap();
     let engine = extract(dir.path());
-    aggregate(dir.path(), &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql")).unwrap();
+    aggregate(
+        dir.path(),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql"),
+    )
+    .unwrap();
     let dataset = Dataset::open(dir.path()).unwrap();
 
     // model_summary: mean and population std over layers of the largest singular value of

@@ -154,7 +154,10 @@ fn hypothesis_matches_scipy() {
         assert_eq!(s["verdict"], Value::from(g.verdict.clone()));
     }
     let meta = read_metadata(&dir.path().join("hypothesis/result.parquet")).unwrap();
-    assert!(meta.iter().any(|(k, v)| k == "test_plan" && v.contains("EleutherAI")));
+    assert!(
+        meta.iter()
+            .any(|(k, v)| k == "test_plan" && v.contains("EleutherAI"))
+    );
 
     let text = render_text(&got, plan.alpha);
     insta::assert_snapshot!("hypothesis_text", text);
