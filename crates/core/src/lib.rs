@@ -11,6 +11,7 @@
 //!    the grouped-query map h -> g, and optionally folds the pre-attention norm gain.
 //! 4. [`spectral`] computes full singular-value spectra of those matrices and of the OV/QK
 //!    circuits (in factored form) through a [`spectral::SvdBackend`], and their metrics.
+//! 5. [`dataset`] writes the tables; [`stats`] holds the two-sample tests run over them.
 //!
 //! Heavy optional parts (libtorch through tch, DataFusion) live in other crates of the
 //! workspace so that this one builds and tests quickly.
@@ -26,6 +27,7 @@ pub mod kind;
 pub mod matrix;
 pub mod pipeline;
 pub mod spectral;
+pub mod stats;
 
 pub use arch::{ArchError, Architecture, Geometry};
 pub use attention::LayerAttention;
