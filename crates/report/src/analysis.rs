@@ -161,7 +161,8 @@ pub fn layer_mean(m: &ReportModel, q: Quantity) -> f64 {
 }
 
 /// The models of the dataset in report order: first those named in `styles` (the pipeline's
-/// order), then the rest by id and revision. Models without a style get the default palette.
+/// order), then the rest by id and revision. Models without a style get palette colours
+/// unlike the others' ([`crate::style::pick_color`]).
 /// Matrices rows of models absent from `models/` (incomplete extractions) are left out.
 pub fn report_models<'a>(ds: &'a Dataset, styles: &[(String, Style)]) -> Vec<ReportModel<'a>> {
     let mut order: Vec<&ModelInfo> = Vec::new();
@@ -191,15 +192,21 @@ pub fn report_models<'a>(ds: &'a Dataset, styles: &[(String, Style)]) -> Vec<Rep
             .or_default()
             .push(r);
     }
+    let mut used: Vec<crate::style::Rgb> = styles.iter().map(|(_, s)| s.color).collect();
     order
         .into_iter()
-        .enumerate()
-        .map(|(i, info)| {
-            let style = styles
-                .iter()
-                .find(|(id, _)| *id == info.model)
-                .map(|(_, s)| *s)
-                .unwrap_or_else(|| Style::default_for(i));
+        .map(|info| {
+            let style = match styles.iter().find(|(id, _)| *id == info.model) {
+                Some((_, s)) => *s,
+                None => {
+                    let s = Style {
+                        color: crate::style::pick_color(&used),
+                        marker: crate::style::Marker::Circle,
+                    };
+                    used.push(s.color);
+                    s
+                }
+            };
             let last = info.model.rsplit('/').next().unwrap_or(&info.model);
             let several = revisions.get(info.model.as_str()).copied().unwrap_or(0) > 1;
             let suffix = if several {

@@ -114,22 +114,29 @@ impl ReportOptions {
         }
     }
 
-    /// Options from a pipeline file: its name, description, models' styles (missing colours
-    /// and markers filled from the default palette by position) and test.
+    /// Options from a pipeline file: its name, description, models' styles (a missing colour
+    /// is the palette colour most unlike the others, a missing marker a circle) and test.
     pub fn from_pipeline(p: &Pipeline, timestamp_us: i64) -> Result<ReportOptions, ReportError> {
-        let styles = p
-            .models
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                Style::from_parts(m.color.as_deref(), m.marker.as_deref(), i)
-                    .map(|s| (m.id.clone(), s))
-                    .map_err(|problem| ReportError::Option {
-                        option: format!("models[{i}] ({}) style", m.id),
-                        problem,
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        let bad = |i: usize, id: &str, problem: String| ReportError::Option {
+            option: format!("models[{i}] ({id}) style"),
+            problem,
+        };
+        // Explicit colours first, so that defaults keep away from all of them.
+        let mut used: Vec<Rgb> = Vec::new();
+        for (i, m) in p.models.iter().enumerate() {
+            if let Some(c) = &m.color {
+                used.push(c.parse().map_err(|e| bad(i, &m.id, e))?);
+            }
+        }
+        let mut styles = Vec::with_capacity(p.models.len());
+        for (i, m) in p.models.iter().enumerate() {
+            let s = Style::from_parts(m.color.as_deref(), m.marker.as_deref(), &used)
+                .map_err(|e| bad(i, &m.id, e))?;
+            if m.color.is_none() {
+                used.push(s.color);
+            }
+            styles.push((m.id.clone(), s));
+        }
         Ok(ReportOptions {
             name: p.name.clone(),
             description: p.description.clone(),

@@ -726,16 +726,28 @@ pub fn write(
     let alpha = opts.test.as_ref().map_or(0.05, |t| t.alpha);
 
     // Figures.
-    let mut specs: Vec<FigureSpec> = GRIDS.iter().map(|g| grid_figure(&models, g)).collect();
+    let mut fig_notes: Vec<String> = Vec::new();
+    let mut specs: Vec<FigureSpec> = Vec::new();
+    for g in &GRIDS {
+        let kinds = [g.a.0.kind, g.b.0.kind, g.d.0.kind];
+        if models.iter().any(|m| kinds.iter().any(|k| m.has_kind(k))) {
+            specs.push(grid_figure(&models, g));
+        } else {
+            fig_notes.push(format!(
+                "no {} rows in `matrices/`: figure `{}` left out",
+                kinds[..2].join("/"),
+                g.name
+            ));
+        }
+    }
     match density_figure(ds, &models) {
         Some(f) => specs.push(f),
-        None => {
-            notes.push("no whole-layer W_V spectra in `spectra/`: density figure left out".into())
-        }
+        None => fig_notes
+            .push("no whole-layer W_V spectra in `spectra/`: density figure left out".into()),
     }
     let heatmaps: Vec<FigureSpec> = models.iter().filter_map(heatmap_figure).collect();
     if heatmaps.is_empty() {
-        notes.push("no per-head OV rows in `matrices/`: heat maps left out".into());
+        fig_notes.push("no per-head OV rows in `matrices/`: heat maps left out".into());
     }
     specs.extend(heatmaps);
     let fig_dir = out_dir.join("figures");
@@ -880,7 +892,14 @@ pub fn write(
     }
 
     b.push(Block::Heading(2, "Figures".into()));
+    if !fig_notes.is_empty() {
+        b.push(Block::Paragraph(format!(
+            "Left out: {}.",
+            fig_notes.join("; ")
+        )));
+    }
     b.extend(figure_blocks);
+    notes.extend(fig_notes);
 
     aggregate_blocks(ds, &models, &mut b, &mut notes);
 

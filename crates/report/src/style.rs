@@ -114,7 +114,7 @@ pub struct Style {
     pub marker: Marker,
 }
 
-/// matplotlib's `tab10` palette, the default colour cycle.
+/// matplotlib's `tab10` palette, where default colours come from.
 pub const PALETTE: [Rgb; 10] = [
     Rgb(0x1f, 0x77, 0xb4),
     Rgb(0xff, 0x7f, 0x0e),
@@ -129,31 +129,44 @@ pub const PALETTE: [Rgb; 10] = [
 ];
 
 impl Style {
-    /// The default style of the `i`-th model: the palette's colours, then the next marker
-    /// for each further round of colours.
-    pub fn default_for(i: usize) -> Style {
-        Style {
-            color: PALETTE[i % PALETTE.len()],
-            marker: Marker::ALL[(i / PALETTE.len()) % Marker::ALL.len()],
-        }
-    }
-
-    /// A style from optional pipeline strings, filling what is missing from
-    /// [`Style::default_for`]`(i)`. Errors name the bad value.
+    /// A style from optional pipeline strings: a missing colour is the palette colour most
+    /// unlike those in `used` ([`pick_color`]), a missing marker is a circle (the seed's
+    /// default). Errors name the bad value.
     pub fn from_parts(
         color: Option<&str>,
         marker: Option<&str>,
-        i: usize,
+        used: &[Rgb],
     ) -> Result<Style, String> {
-        let d = Style::default_for(i);
         Ok(Style {
-            color: color.map(str::parse).transpose()?.unwrap_or(d.color),
+            color: match color {
+                Some(c) => c.parse()?,
+                None => pick_color(used),
+            },
             marker: marker
                 .map(str::parse)
                 .transpose()?
                 .unwrap_or(Marker::Circle),
         })
     }
+}
+
+/// The palette colour farthest (in RGB) from every colour in `used`; the first palette
+/// colour when `used` is empty.
+pub fn pick_color(used: &[Rgb]) -> Rgb {
+    let d2 = |a: Rgb, b: Rgb| {
+        let d = |x: u8, y: u8| (i32::from(x) - i32::from(y)).pow(2);
+        d(a.0, b.0) + d(a.1, b.1) + d(a.2, b.2)
+    };
+    let mut best = PALETTE[0];
+    let mut best_d = -1;
+    for c in PALETTE {
+        let nearest = used.iter().map(|u| d2(c, *u)).min().unwrap_or(i32::MAX);
+        if nearest > best_d {
+            best = c;
+            best_d = nearest;
+        }
+    }
+    best
 }
 
 #[cfg(test)]
@@ -180,12 +193,22 @@ mod tests {
 
     #[test]
     fn partial_styles_are_filled() {
-        let s = Style::from_parts(Some("#000000"), None, 3).unwrap();
+        let s = Style::from_parts(Some("#000000"), None, &[]).unwrap();
         assert_eq!(s.color, Rgb(0, 0, 0));
         assert_eq!(s.marker, Marker::Circle);
-        let s = Style::from_parts(None, Some("^"), 11).unwrap();
-        assert_eq!(s.color, PALETTE[1]);
+        let s = Style::from_parts(None, Some("^"), &[]).unwrap();
+        assert_eq!(s.color, PALETTE[0]);
         assert_eq!(s.marker, Marker::TriangleUp);
-        assert!(Style::from_parts(Some("red"), None, 0).is_err());
+        assert!(Style::from_parts(Some("red"), None, &[]).is_err());
+    }
+
+    #[test]
+    fn default_colours_avoid_used_ones() {
+        assert_ne!(pick_color(&[PALETTE[0]]), PALETTE[0]);
+        let _ = pick_color(&PALETTE);
+        // Next to the seed's red and blue, neither tab10's red nor its blue is picked.
+        let c = pick_color(&[Rgb(0xE7, 0x4C, 0x3C), Rgb(0x34, 0x98, 0xDB)]);
+        assert_ne!(c, PALETTE[3]);
+        assert_ne!(c, PALETTE[0]);
     }
 }

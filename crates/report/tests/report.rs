@@ -34,18 +34,22 @@ fn demo_pipeline() -> Pipeline {
 /// Runs the extract engine over the demo pipeline's fixture checkpoints into `out`, writing
 /// models/, matrices/ and spectra/ as `pipeline run extract` does.
 fn extract_demo(p: &Pipeline, out: &Path) {
-    let backend = FaerBackend::new(1).unwrap();
     let plan = Plan {
         kinds: p.analysis.kinds.clone(),
         per_head: p.analysis.per_head,
         fold_ln: p.analysis.fold_ln,
         precision: Precision::F64,
     };
+    extract_with(p, &plan, out);
+}
+
+fn extract_with(p: &Pipeline, plan: &Plan, out: &Path) {
+    let backend = FaerBackend::new(1).unwrap();
     for m in &p.models {
         let ckpt = Checkpoint::open(m.source.as_ref().unwrap()).unwrap();
         let arch = Architecture::detect(ckpt.config()).unwrap();
         let g = *arch.geometry();
-        let results = analyse_model(&ckpt, &arch, &plan, &backend, &mut |_| {}).unwrap();
+        let results = analyse_model(&ckpt, &arch, plan, &backend, &mut |_| {}).unwrap();
         let stem = dataset::file_stem(&m.id, &m.revision);
         let row = ModelRow {
             model: m.id.clone(),
@@ -532,4 +536,69 @@ fn a_dataset_without_models_is_an_error_naming_it() {
         e.contains("models/") && e.contains(&tmp.path().display().to_string()),
         "{e}"
     );
+}
+
+/// Only W_V and W_O, no per-head matrices, no spectra/, one failed model: the report still
+/// comes out, with the missing parts left out and said so.
+#[test]
+fn a_partial_dataset_still_gives_a_report() {
+    let mut p = demo_pipeline();
+    p.models.truncate(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("partial");
+    let plan = Plan {
+        kinds: vec![attn_spectra::MatrixKind::WV, attn_spectra::MatrixKind::WO],
+        per_head: false,
+        fold_ln: false,
+        precision: Precision::F64,
+    };
+    extract_with(&p, &plan, &ds);
+    std::fs::remove_dir_all(ds.join("spectra")).unwrap();
+    let failure = rows::FailureRow {
+        model: "org/broken".into(),
+        revision: "main".into(),
+        stage: "extract".into(),
+        error: "config.json: unknown model_type `mystery`".into(),
+        failed_at_us: STAMP,
+    };
+    dataset::write_parquet_atomic(
+        &dataset::table_file(&ds, dataset::FAILURES, "org--broken@main"),
+        schema::failures(),
+        &[rows::failures_batch(&[failure]).unwrap()],
+        &[],
+    )
+    .unwrap();
+
+    let out = report(&ds, &tmp.path().join("report"));
+    let names: Vec<&str> = out.figures.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["spectral_norm", "stable_rank"]);
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.contains("figure `circuits` left out"))
+    );
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.contains("density figure left out"))
+    );
+    assert!(out.notes.iter().any(|n| n.contains("heat maps left out")));
+    let md = std::fs::read_to_string(&out.markdown).unwrap();
+    assert!(md.contains("1 model(s) failed"), "{md}");
+    assert!(md.contains("unknown model_type `mystery`"), "{md}");
+
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out.json).unwrap()).unwrap();
+    assert_eq!(doc["models_tested"], 3);
+    for r in doc["results"].as_array().unwrap() {
+        let r = r.as_object().unwrap();
+        assert!(r.contains_key("W_V_spectral_norm") && r.contains_key("W_O_mean_spectral"));
+        assert!(
+            !r.keys()
+                .any(|k| k.starts_with("W_Q") || k.starts_with("W_K"))
+        );
+    }
+    for f in &out.figures {
+        let (w, h, _) = decode_png(&std::fs::read(&f.png).unwrap());
+        assert_eq!((w, h), (1400, 1200));
+    }
 }
