@@ -76,6 +76,7 @@ fn extract_with(p: &Pipeline, plan: &Plan, out: &Path) {
             config_sha256: "0".repeat(64),
             tool_version: "test".into(),
             extracted_at_us: STAMP,
+            identical_to: None,
         };
         dataset::write_parquet_atomic(
             &dataset::table_file(out, dataset::SPECTRA, &stem),
