@@ -419,10 +419,16 @@ impl Pipeline {
     /// resumed run skips the model. It covers the model's identity and source, its lab and
     /// heritage (they are written into its rows), and every analysis setting.
     pub fn config_hash(&self, model: &ModelEntry) -> String {
+        // The source as an absolute path, so that running from another directory (or naming
+        // the pipeline file by another path) resumes the same outputs.
+        let source = model
+            .source
+            .as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
         let doc = serde_json::json!({
             "id": model.id,
             "revision": model.revision,
-            "source": model.source,
+            "source": source,
             "gguf": model.gguf,
             "lab": model.lab,
             "heritage": model.heritage,
