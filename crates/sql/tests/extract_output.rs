@@ -74,6 +74,7 @@ fn extract(out: &Path) -> Vec<(String, Vec<MatrixResult>)> {
             config_sha256: "0".repeat(64),
             tool_version: "test".into(),
             extracted_at_us: 0,
+            identical_to: None,
         };
         ds::write_parquet_atomic(
             &ds::table_file(out, ds::MODELS, &stem),
