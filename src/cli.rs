@@ -29,6 +29,11 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Run a stage of a pipeline file (or `all` of them in order).
     Run(RunArgs),
+    /// Run SQL (DataFusion) over a dataset: every table directory (models, matrices, spectra,
+    /// failures, hypothesis, the aggregate results) is registered under its name, so
+    /// `SELECT kind, avg(spectral_norm) FROM matrices GROUP BY kind` and
+    /// `SELECT unnest(singular_values) FROM spectra` work. A bad query exits with code 2.
+    Sql(SqlArgs),
 }
 
 /// The stages of a pipeline, in the order `all` runs them.
@@ -97,4 +102,40 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The SQL to run (several `;`-separated statements allowed; the last one's result is
+    /// shown). Omit it and give --file instead to run a .sql file.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub query: Option<String>,
+    /// Read the SQL from this file instead.
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    /// The dataset directory [default: data/<name of the --pipeline file>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The pipeline file whose dataset to query, when --out is not given.
+    #[arg(long, short, default_value = "pipelines/labs.toml")]
+    pub pipeline: PathBuf,
+    /// How to print or save the result.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: SqlFormat,
+    /// Write the result to this file instead of standard output (required for parquet).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+/// Output formats of `pipeline sql`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqlFormat {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// JSON lines, one object per row.
+    Json,
+    /// A Parquet file (needs -o).
+    Parquet,
 }

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Sql(args) => commands::sql::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -29,7 +30,11 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::from(1)
+            // A query DataFusion rejected is bad input, like bad usage.
+            let bad_query = err
+                .downcast_ref::<attn_spectra_sql::SqlError>()
+                .is_some_and(|e| e.is_query_error());
+            ExitCode::from(if bad_query { 2 } else { 1 })
         }
     }
 }

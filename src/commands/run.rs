@@ -1,12 +1,13 @@
-//! `pipeline run STAGE`: loads the pipeline file once and runs one stage, or all in order.
+//! `pipeline run STAGE`: loads the pipeline file once and runs one stage, or all of them in
+//! order (`all`), ending with a list of where everything went.
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use attn_spectra::pipeline::Pipeline;
 
 use crate::cli::{RunArgs, Stage};
-use crate::commands::{extract, fetch};
+use crate::commands::{aggregate, extract, fetch, report, test};
 use crate::progress::Progress;
 
 /// What every stage needs: the pipeline, where its dataset lives, the options, the display.
@@ -34,8 +35,75 @@ pub fn run(args: &RunArgs) -> Result<()> {
     match args.stage {
         Stage::Fetch => fetch::run(&ctx),
         Stage::Extract => extract::run(&ctx),
-        Stage::Aggregate | Stage::Test | Stage::Report | Stage::All => {
-            anyhow::bail!("stage {:?} is not available yet", args.stage)
+        Stage::Aggregate => aggregate::run(&ctx),
+        Stage::Test => test::run(&ctx),
+        Stage::Report => report::run(&ctx).map(|_| ()),
+        Stage::All => all(&ctx),
+    }
+}
+
+/// fetch, extract, aggregate, test, report. A model that fails to fetch or extract does not
+/// stop the others (it gets a row in failures/ and is left out of the statistics); the run
+/// still exits non-zero at the end. Any other error stops the run at its stage.
+fn all(ctx: &Context) -> Result<()> {
+    let mut failed: Vec<String> = Vec::new();
+    let step = |name: &str| ctx.progress.println(format!("== {name}"));
+    let has_hub_models = ctx.pipeline.models.iter().any(|m| m.source.is_none());
+    if has_hub_models {
+        step("fetch");
+        if let Err(e) = fetch::run(ctx) {
+            failed.push(format!("fetch: {e:#}"));
         }
     }
+    step("extract");
+    if let Err(e) = extract::run(ctx) {
+        // Failed models are in failures/; go on when at least one model made it.
+        if !ctx.out.join("matrices").is_dir() {
+            return Err(e);
+        }
+        failed.push(format!("extract: {e:#}"));
+    }
+    step("aggregate");
+    aggregate::run(ctx)?;
+    step("test");
+    test::run(ctx)?;
+    step("report");
+    let report = report::run(ctx)?;
+    println!("\nDone. Dataset: {}", ctx.out.display());
+    for table in [
+        "models",
+        "matrices",
+        "spectra",
+        "failures",
+        "hypothesis",
+        "model_summary",
+        "lab_summary",
+        "layer_profile",
+    ] {
+        let dir = ctx.out.join(table);
+        if dir.is_dir() {
+            println!("  {:<14} {}", table, dir.display());
+        }
+    }
+    println!("  {:<14} {}", "report", report.markdown.display());
+    println!("  {:<14} {}", "html", report.html.display());
+    println!("  {:<14} {}", "seed JSON", report.json.display());
+    if let Some(first) = report.figures.first() {
+        let figures = first.png.parent().unwrap_or(&ctx.out);
+        println!(
+            "  {:<14} {} ({} figures, PNG and SVG)",
+            "figures",
+            figures.display(),
+            report.figures.len()
+        );
+    }
+    println!(
+        "  {:<14} pipeline sql --out {} \"SELECT * FROM model_summary\"",
+        "query with",
+        ctx.out.display()
+    );
+    if !failed.is_empty() {
+        bail!("the run finished with failures:\n  {}", failed.join("\n  "));
+    }
+    Ok(())
 }
