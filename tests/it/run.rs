@@ -1,0 +1,477 @@
+//! `pipeline run` stages and `pipeline sql` on the demo pipeline (the repository's fixture
+//! checkpoints), and a real run killed mid-way and resumed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use attn_spectra::DType;
+use attn_spectra::checkpoint::safetensors::write_file;
+
+use crate::common::{pipeline, root, text};
+
+fn demo() -> PathBuf {
+    root().join("pipelines/demo.toml")
+}
+
+/// `pipeline sql` over `dir`, as JSON lines parsed into values.
+fn sql_json(dir: &Path, query: &str) -> Vec<serde_json::Value> {
+    let out = pipeline(&[
+        "sql",
+        "--out",
+        dir.to_str().unwrap(),
+        "--format",
+        "json",
+        query,
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "sql {query}: {stderr}");
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(suffix));
+    v.sort();
+    v
+}
+
+#[test]
+fn run_all_on_the_demo_pipeline_writes_every_table_and_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("demo");
+    // From the repository root with a relative pipeline path (the README's command).
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .current_dir(root())
+        .args(["run", "all", "--pipeline", "pipelines/demo.toml", "--out"])
+        .arg(&out_dir)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // The test's verdicts in the seed's words, and where everything went.
+    assert!(stdout.contains("HYPOTHESIS TEST"), "{stdout}");
+    assert!(
+        stdout.contains("smallest attainable one-sided p"),
+        "{stdout}"
+    );
+    for table in [
+        "models",
+        "matrices",
+        "spectra",
+        "hypothesis",
+        "model_summary",
+        "lab_summary",
+        "layer_profile",
+    ] {
+        let dir = out_dir.join(table);
+        assert!(
+            !files_with_suffix(&dir, ".parquet").is_empty(),
+            "{table}/ has no Parquet file"
+        );
+        assert!(stdout.contains(&dir.display().to_string()), "{stdout}");
+    }
+    let report = out_dir.join("report");
+    for f in ["report.md", "report.html"] {
+        assert!(report.join(f).metadata().unwrap().len() > 1000, "{f}");
+    }
+    assert_eq!(
+        files_with_suffix(&report, ".json").len(),
+        1,
+        "one seed JSON in {}",
+        report.display()
+    );
+    let pngs = files_with_suffix(&report.join("figures"), ".png");
+    assert!(pngs.len() >= 4, "{pngs:?}");
+
+    // Seven fixture models, one file per model in each core table.
+    let models = sql_json(
+        &out_dir,
+        "SELECT model, lab, architecture FROM models ORDER BY model",
+    );
+    assert_eq!(models.len(), 7, "{models:?}");
+    assert_eq!(
+        files_with_suffix(&out_dir.join("matrices"), ".parquet").len(),
+        7
+    );
+
+    // Internal consistency the SQL can check: the largest singular value of each spectrum
+    // is the matrix's spectral norm, and a spectrum holds min(rows, cols) values (d_head for
+    // circuits).
+    let bad = sql_json(
+        &out_dir,
+        "WITH s AS (SELECT model, layer, head, kind, array_length(singular_values) AS n, \
+                singular_values[1] AS top FROM spectra) \
+         SELECT m.model, m.layer, m.head, m.kind, m.rows, m.cols, s.n, s.top, m.spectral_norm \
+         FROM matrices m JOIN s ON m.model = s.model AND m.layer = s.layer AND m.kind = s.kind \
+              AND (m.head = s.head OR (m.head IS NULL AND s.head IS NULL)) \
+         JOIN models d ON d.model = m.model \
+         WHERE abs(s.top - m.spectral_norm) > 1e-12 * m.spectral_norm \
+            OR (m.kind IN ('OV', 'QK') AND s.n <> d.d_head) \
+            OR (m.kind NOT IN ('OV', 'QK') AND s.n <> CASE WHEN m.rows < m.cols THEN m.rows ELSE m.cols END)",
+    );
+    assert!(bad.is_empty(), "inconsistent rows: {bad:?}");
+    let joined = sql_json(&out_dir, "SELECT count(*) AS n FROM matrices");
+    let spectra = sql_json(&out_dir, "SELECT count(*) AS n FROM spectra");
+    assert_eq!(joined, spectra);
+
+    // unnest works and yields every singular value.
+    let total = sql_json(
+        &out_dir,
+        "SELECT sum(array_length(singular_values)) AS n FROM spectra",
+    );
+    let unnested = sql_json(
+        &out_dir,
+        "SELECT count(*) AS n FROM (SELECT unnest(singular_values) AS s FROM spectra)",
+    );
+    assert_eq!(total[0]["n"], unnested[0]["n"]);
+
+    // The hypothesis table: the seed's two tests are there, with 3 EleutherAI fixture models
+    // against 4 others, so the smallest one-sided p is 1/35.
+    let h = sql_json(
+        &out_dir,
+        "SELECT metric, kind, n_a, n_b, p_value FROM hypothesis \
+         WHERE metric = 'spectral_norm' AND kind IN ('W_V', 'W_O') ORDER BY kind",
+    );
+    assert_eq!(h.len(), 2, "{h:?}");
+    for row in &h {
+        assert_eq!(
+            (row["n_a"].as_i64(), row["n_b"].as_i64()),
+            (Some(3), Some(4))
+        );
+        assert!(
+            row["p_value"].as_f64().unwrap() >= 1.0 / 35.0 - 1e-12,
+            "{row}"
+        );
+    }
+
+    // A second run resumes, from another directory with an absolute pipeline path: nothing
+    // is recomputed.
+    let again = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .current_dir(tmp.path())
+        .args(["run", "extract", "--pipeline"])
+        .arg(demo())
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&again);
+    assert!(again.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("0 extracted, 7 up to date"),
+        "resumed run: {stderr}"
+    );
+}
+
+#[test]
+fn sql_reports_errors_with_exit_code_2_and_writes_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("d");
+    let out = pipeline(&[
+        "run",
+        "extract",
+        "--pipeline",
+        demo().to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let dir = out_dir.to_str().unwrap();
+
+    let bad = pipeline(&["sql", "--out", dir, "SELECT no_such_column FROM matrices"]);
+    let (_, stderr) = text(&bad);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no_such_column"), "{stderr}");
+    let syntax = pipeline(&["sql", "--out", dir, "SELEC 1"]);
+    assert_eq!(syntax.status.code(), Some(2), "{}", text(&syntax).1);
+    let missing = pipeline(&["sql", "--out", dir, "SELECT * FROM no_such_table"]);
+    let (_, stderr) = text(&missing);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no_such_table"), "{stderr}");
+
+    let query = "SELECT model, count(*) AS n FROM matrices GROUP BY model ORDER BY model";
+    let table = pipeline(&["sql", "--out", dir, query]);
+    let (stdout, _) = text(&table);
+    assert!(table.status.success());
+    assert!(
+        stdout.contains("| model") && stdout.contains("fixture/gpt2-like"),
+        "{stdout}"
+    );
+    let csv = pipeline(&["sql", "--out", dir, "--format", "csv", query]);
+    let (stdout, _) = text(&csv);
+    assert_eq!(stdout.lines().next(), Some("model,n"));
+    assert_eq!(stdout.lines().count(), 8, "{stdout}");
+
+    let parquet = tmp.path().join("r.parquet");
+    let needs_file = pipeline(&["sql", "--out", dir, "--format", "parquet", query]);
+    assert_ne!(needs_file.status.code(), Some(0));
+    let to_file = pipeline(&[
+        "sql",
+        "--out",
+        dir,
+        "--format",
+        "parquet",
+        "-o",
+        parquet.to_str().unwrap(),
+        query,
+    ]);
+    assert!(to_file.status.success(), "{}", text(&to_file).1);
+    let bytes = std::fs::read(&parquet).unwrap();
+    assert_eq!(&bytes[..4], b"PAR1");
+
+    // A SQL file.
+    let file = tmp.path().join("q.sql");
+    std::fs::write(&file, format!("{query};\n")).unwrap();
+    let from_file = pipeline(&[
+        "sql",
+        "--out",
+        dir,
+        "--format",
+        "csv",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(text(&from_file).0, text(&csv).0);
+}
+
+/// Random-weight GPT-2-style checkpoint, big enough that extracting it takes a noticeable time.
+fn write_gpt2_like(dir: &Path, d: usize, layers: usize, heads: usize, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = serde_json::json!({
+        "model_type": "gpt2", "n_embd": d, "n_head": heads, "n_layer": layers,
+        "n_positions": 16, "vocab_size": 16, "layer_norm_epsilon": 1e-5,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut state = seed;
+    let mut random = |n: usize| -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(4 * n);
+        for _ in 0..n {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = ((state >> 40) as f32) / (1u64 << 24) as f32 - 0.5;
+            bytes.extend_from_slice(&u.to_le_bytes());
+        }
+        bytes
+    };
+    let mut tensors = Vec::new();
+    let names: Vec<(String, Vec<usize>)> = (0..layers)
+        .flat_map(|l| {
+            [
+                (format!("h.{l}.ln_1.weight"), vec![d]),
+                (format!("h.{l}.ln_1.bias"), vec![d]),
+                (format!("h.{l}.attn.c_attn.weight"), vec![d, 3 * d]),
+                (format!("h.{l}.attn.c_attn.bias"), vec![3 * d]),
+                (format!("h.{l}.attn.c_proj.weight"), vec![d, d]),
+                (format!("h.{l}.attn.c_proj.bias"), vec![d]),
+            ]
+        })
+        .collect();
+    for (name, shape) in &names {
+        let n = shape.iter().product();
+        tensors.push((name.as_str(), DType::F32, shape.clone(), random(n)));
+    }
+    write_file(&dir.join("model.safetensors"), &tensors).unwrap();
+}
+
+#[test]
+fn a_killed_extract_leaves_no_partial_file_and_resumes_to_the_same_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    write_gpt2_like(&ckpt, 256, 12, 8, 7);
+    let n_models = 6;
+    let mut toml = String::from(
+        "name = \"killed\"\n[analysis]\nkinds = [\"W_Q\", \"W_K\", \"W_V\", \"W_O\", \"OV\", \"QK\"]\n\
+         per_head = true\nprecision = \"f64\"\nbackend = \"faer\"\n",
+    );
+    for i in 0..n_models {
+        toml.push_str(&format!(
+            "[[models]]\nid = \"local/m{i}\"\nsource = \"ckpt\"\nlab = \"L{}\"\n",
+            i % 2
+        ));
+    }
+    let file = tmp.path().join("killed.toml");
+    std::fs::write(&file, toml).unwrap();
+    let resumed = tmp.path().join("resumed");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "run",
+            "extract",
+            "--pipeline",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--threads",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+
+    // Start a run and kill it (SIGKILL) as soon as the first model's files are in place.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(args(&resumed))
+        .arg("--quiet")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let models_dir = resumed.join("models");
+    loop {
+        if !files_with_suffix(&models_dir, ".parquet").is_empty() {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before a model was written"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no model written"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run finished before it could be killed: make the checkpoint bigger"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Every visible Parquet file is complete (DataFusion reads them all), and fewer than all
+    // models are done.
+    let done = sql_json(&resumed, "SELECT count(*) AS n FROM models")[0]["n"]
+        .as_i64()
+        .unwrap();
+    assert!(done >= 1 && done < n_models, "{done} models after the kill");
+    for table in ["models", "matrices", "spectra"] {
+        for f in files_with_suffix(&resumed.join(table), ".parquet") {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(
+                bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"),
+                "partial file {}",
+                f.display()
+            );
+        }
+    }
+
+    // The next run resumes: the finished models are skipped, the rest computed.
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(args(&resumed))
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} extracted, {done} up to date", n_models - done)),
+        "{stderr}"
+    );
+    // No temporary file survives the resumed run.
+    for table in ["models", "matrices", "spectra"] {
+        let stale: Vec<_> = std::fs::read_dir(resumed.join(table))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(stale.is_empty(), "{stale:?}");
+    }
+
+    // Same dataset as an uninterrupted run.
+    let clean = tmp.path().join("clean");
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(args(&clean))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let q = "SELECT model, layer, head, kind, rows, cols, spectral_norm, stable_rank, alpha \
+             FROM matrices ORDER BY model, layer, kind, head";
+    let a = sql_json(&resumed, q);
+    let b = sql_json(&clean, q);
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a, b);
+    let s = "SELECT model, layer, head, kind, singular_values FROM spectra \
+             ORDER BY model, layer, kind, head";
+    assert_eq!(sql_json(&resumed, s), sql_json(&clean, s));
+}
+
+/// Extracts the demo pipeline with `backend` into a fresh directory.
+fn extract_demo(dir: &Path, backend: &str) -> std::process::Output {
+    pipeline(&[
+        "run",
+        "extract",
+        "--pipeline",
+        demo().to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--backend",
+        backend,
+        "--quiet",
+    ])
+}
+
+#[cfg(not(feature = "torch"))]
+#[test]
+fn torch_backends_need_the_torch_feature() {
+    let tmp = tempfile::tempdir().unwrap();
+    for backend in ["torch-cpu", "torch-cuda"] {
+        let out = extract_demo(tmp.path(), backend);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(backend) && stderr.contains("`torch` cargo feature"),
+            "{stderr}"
+        );
+    }
+    let out = extract_demo(tmp.path(), "gpu");
+    assert!(text(&out).1.contains("unknown backend `gpu`"));
+}
+
+/// The libtorch CPU backend against faer on every spectrum of the demo pipeline: agreement to
+/// 1e-6 relative to σ_1 in f64 (issue 3's contract), and the backend recorded in models/.
+#[cfg(feature = "torch")]
+#[test]
+fn torch_cpu_backend_agrees_with_faer_on_the_demo_pipeline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (faer, torch) = (tmp.path().join("faer"), tmp.path().join("torch"));
+    for (dir, backend) in [(&faer, "faer"), (&torch, "torch-cpu")] {
+        let out = extract_demo(dir, backend);
+        assert!(out.status.success(), "{backend}: {}", text(&out).1);
+        let b = sql_json(dir, "SELECT DISTINCT backend FROM models");
+        assert_eq!(b, vec![serde_json::json!({ "backend": backend })]);
+    }
+    let q = "SELECT model, layer, head, kind, singular_values FROM spectra \
+             ORDER BY model, layer, kind, head";
+    let (a, b) = (sql_json(&faer, q), sql_json(&torch, q));
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() > 100);
+    let mut worst: f64 = 0.0;
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            (&x["model"], &x["layer"], &x["head"], &x["kind"]),
+            (&y["model"], &y["layer"], &y["head"], &y["kind"])
+        );
+        let (sx, sy) = (
+            x["singular_values"].as_array().unwrap(),
+            y["singular_values"].as_array().unwrap(),
+        );
+        assert_eq!(sx.len(), sy.len(), "{x}");
+        let scale = sx[0].as_f64().unwrap().max(f64::MIN_POSITIVE);
+        for (p, q) in sx.iter().zip(sy) {
+            worst = worst.max((p.as_f64().unwrap() - q.as_f64().unwrap()).abs() / scale);
+        }
+    }
+    assert!(
+        worst < 1e-6,
+        "torch-cpu vs faer: {worst:e} relative to sigma_1"
+    );
+}
