@@ -2,4 +2,5 @@
 //! They are one test binary so that the big dependencies link once.
 
 mod common;
+mod hub;
 mod inspect;
