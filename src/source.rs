@@ -75,10 +75,20 @@ pub fn locate(model: &ModelEntry, hubs: &mut Hubs, remote: bool) -> Result<Locat
     if remote && model.gguf.is_none() {
         let r = hubs.hub()?.open_remote(&model.id, &model.revision)?;
         let traffic = r.traffic();
+        // The checkpoint's files are URLs: their names, sizes and sha256 come from the Hub.
+        let files = r
+            .files
+            .iter()
+            .map(|f| FileRecord {
+                name: f.name.clone(),
+                sha256: f.sha256.clone(),
+                size: f.size,
+            })
+            .collect();
         return Ok(Located {
             ckpt: r.checkpoint,
             commit: Some(r.commit),
-            files: None,
+            files: Some(files),
             identical_to: None,
             remote: Some(traffic),
         });

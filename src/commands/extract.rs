@@ -14,7 +14,7 @@ use attn_spectra::dataset::{self, FAILURES, MATRICES, MODELS, SPECTRA, schema};
 use attn_spectra::extract::{Plan, analyse_model, matrices_per_layer};
 use attn_spectra::pipeline::{ModelEntry, hex};
 use attn_spectra::spectral::Precision;
-use attn_spectra::{Architecture, Checkpoint};
+use attn_spectra::{Architecture, Checkpoint, LayerAttention};
 use sha2::{Digest, Sha256};
 
 use crate::backend;
@@ -168,10 +168,16 @@ fn extract_model(
         arch.model_type(),
         matrices_per_layer(&g, plan)
     ));
-    let results = analyse_model(ckpt, &arch, plan, selected.backend.as_ref(), &mut |_| {
+    // The stored dtype is taken from layer 0 as the analysis reads it (never read twice).
+    let mut dtype = None;
+    let results = analyse_model(ckpt, &arch, plan, selected.backend.as_ref(), &mut |layer| {
+        if dtype.is_none() {
+            dtype = Some(source_dtype(layer));
+        }
         layer_bar.inc(1)
     })?;
     layer_bar.finish_and_clear();
+    let source_dtype = dtype.with_context(|| format!("{} has no layers", model.id))?;
     let row = ModelRow {
         model: model.id.clone(),
         revision: model.revision.clone(),
@@ -185,7 +191,7 @@ fn extract_model(
         n_kv_heads: g.n_kv_heads,
         d_head: g.d_head,
         source_format: ckpt.format().name().to_string(),
-        source_dtype: source_dtype(ckpt, &arch)?,
+        source_dtype,
         fold_ln: plan.fold_ln,
         backend: selected.name.clone(),
         precision: plan.precision.name().to_string(),
@@ -243,9 +249,8 @@ fn extract_model(
     Ok(summary)
 }
 
-/// The stored dtype of the attention weights (layer 0's projections), or `mixed(...)`.
-fn source_dtype(ckpt: &Checkpoint, arch: &Architecture) -> Result<String> {
-    let layer = arch.layer(ckpt, 0)?;
+/// The stored dtype of a layer's attention weights (its projections), or `mixed(...)`.
+fn source_dtype(layer: &LayerAttention) -> String {
     let mut names: Vec<&str> = layer
         .sources
         .iter()
@@ -254,10 +259,10 @@ fn source_dtype(ckpt: &Checkpoint, arch: &Architecture) -> Result<String> {
         .collect();
     names.sort();
     names.dedup();
-    Ok(match names.as_slice() {
+    match names.as_slice() {
         [one] => one.to_string(),
         many => format!("mixed({})", many.join(",")),
-    })
+    }
 }
 
 /// The model's files: name, size, and sha256 when the Hugging Face cache stores the file

@@ -2,5 +2,6 @@
 //! They are one test binary so that the big dependencies link once.
 
 mod common;
+mod hub;
 mod inspect;
 mod run;

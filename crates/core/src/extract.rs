@@ -147,13 +147,15 @@ pub fn analyse_layer(
 }
 
 /// Analyses every layer of a model, reading one layer at a time. `on_layer` is called after
-/// each layer with its index (for progress bars).
+/// each layer with the layer as read (its index, and the tensors it came from), for progress
+/// bars and provenance: reading a layer again for those would read its weights twice, which
+/// for a checkpoint read remotely means downloading them twice.
 pub fn analyse_model(
     ckpt: &Checkpoint,
     arch: &Architecture,
     plan: &Plan,
     backend: &dyn SvdBackend,
-    on_layer: &mut dyn FnMut(usize),
+    on_layer: &mut dyn FnMut(&LayerAttention),
 ) -> Result<Vec<MatrixResult>, ExtractError> {
     let mut out = Vec::new();
     for i in 0..arch.geometry().n_layers {
@@ -162,7 +164,7 @@ pub fn analyse_model(
             layer.fold_norm();
         }
         out.extend(analyse_layer(&layer, plan, backend)?);
-        on_layer(i);
+        on_layer(&layer);
     }
     Ok(out)
 }

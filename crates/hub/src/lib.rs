@@ -76,7 +76,7 @@ use std::sync::Arc;
 pub use cache::is_commit_sha;
 pub use error::HubError;
 pub use options::{DEFAULT_ENDPOINT, HubOptions};
-pub use remote::{RemoteCheckpoint, RemoteSafetensorsStore, Traffic};
+pub use remote::{RemoteCheckpoint, RemoteFile, RemoteSafetensorsStore, Traffic};
 
 use transport::Transport;
 

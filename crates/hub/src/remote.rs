@@ -53,6 +53,18 @@ impl Traffic {
     }
 }
 
+/// One file of a remotely read model, as the Hub describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteFile {
+    /// Path within the repo.
+    pub name: String,
+    pub size: u64,
+    /// Hex sha256: of the cached copy for `config.json` and a shard index, the LFS ETag for
+    /// weight files; `None` for a weight file stored in git, whose sha256 only a full
+    /// download would tell.
+    pub sha256: Option<String>,
+}
+
 /// The tensors of safetensors files on the Hub, read by byte range.
 pub struct RemoteSafetensorsStore {
     transport: Arc<Transport>,
@@ -61,6 +73,8 @@ pub struct RemoteSafetensorsStore {
     names: Vec<String>,
     urls: Vec<Url>,
     files: Vec<PathBuf>,
+    /// Name, size and sha256 of each weight file.
+    records: Vec<RemoteFile>,
     tensors: Vec<TensorMeta>,
     /// Absolute byte range of each tensor in its file.
     ranges: Vec<(u64, u64)>,
@@ -96,6 +110,7 @@ impl RemoteSafetensorsStore {
             names: Vec::new(),
             urls: Vec::new(),
             files: Vec::new(),
+            records: Vec::new(),
             tensors: Vec::new(),
             ranges: Vec::new(),
             traffic: Arc::clone(&traffic),
@@ -104,12 +119,29 @@ impl RemoteSafetensorsStore {
         for shard in shards {
             let url = transport.resolve_url(model, commit, shard)?;
             let display = PathBuf::from(url.as_str());
+            // The HEAD gives the LFS ETag, the file's sha256, for the model's provenance.
+            let meta = transport.head_file(model, commit, shard).await?;
             let (first8, total) = store.range(shard, &url, (0, 8)).await?;
             let total = total.ok_or_else(|| HubError::Malformed {
                 model: model.to_string(),
                 what: shard.clone(),
                 problem: "no file size in Content-Range".into(),
             })?;
+            if meta.size != total {
+                return Err(HubError::Malformed {
+                    model: model.to_string(),
+                    what: shard.clone(),
+                    problem: format!(
+                        "its HEAD announced {} bytes, a range request {total}",
+                        meta.size
+                    ),
+                });
+            }
+            store.records.push(RemoteFile {
+                name: shard.clone(),
+                size: total,
+                sha256: cache::is_hex(&meta.etag, 64).then(|| meta.etag.to_ascii_lowercase()),
+            });
             traffic.total.fetch_add(total, Ordering::Relaxed);
             let n = header_length(&display, &first8, total)?;
             let json = if n == 0 {
@@ -163,6 +195,11 @@ impl RemoteSafetensorsStore {
     /// Counters of the bytes this store received.
     pub fn traffic(&self) -> Arc<Traffic> {
         Arc::clone(&self.traffic)
+    }
+
+    /// Name, size and sha256 of each weight file, in the order opened.
+    pub fn file_records(&self) -> &[RemoteFile] {
+        &self.records
     }
 
     /// The absolute byte range of tensor `index` in its file.
@@ -273,6 +310,8 @@ pub struct RemoteCheckpoint {
     pub revision: String,
     pub commit: String,
     pub checkpoint: Checkpoint,
+    /// The files read: `config.json`, the shard index if any, then the weight files.
+    pub files: Vec<RemoteFile>,
     traffic: Arc<Traffic>,
 }
 
@@ -335,8 +374,15 @@ impl Hub {
     async fn open_remote_async(&self, ctx: &Ctx<'_>) -> Result<RemoteCheckpoint, HubError> {
         let (commit, listing) = self.resolve(ctx.model, ctx.revision).await?;
         let counter = AtomicU64::new(0);
-        self.ensure_file(ctx, &commit, "config.json", &counter)
-            .await?;
+        let small = |f: crate::FileRecord| RemoteFile {
+            name: f.name,
+            size: f.size,
+            sha256: Some(f.sha256),
+        };
+        let mut files = vec![small(
+            self.ensure_file(ctx, &commit, "config.json", &counter)
+                .await?,
+        )];
         let config = ModelConfig::load(&ctx.cache.snapshot(&commit, "config.json"))
             .map_err(CheckpointError::from)?;
         let has = |f: &str| listing.as_ref().map(|l| l.iter().any(|x| x == f));
@@ -359,7 +405,9 @@ impl Hub {
             },
         };
         let store = if use_index {
-            self.ensure_file(ctx, &commit, index_name, &counter).await?;
+            files.push(small(
+                self.ensure_file(ctx, &commit, index_name, &counter).await?,
+            ));
             let (shards, map) = read_index(
                 ctx.model,
                 index_name,
@@ -387,6 +435,7 @@ impl Hub {
             ctx.cache.write_ref(ctx.revision, &commit)?;
         }
         let traffic = store.traffic();
+        files.extend_from_slice(store.file_records());
         let root = format!("{}/{}/tree/{commit}", self.transport.endpoint, ctx.model);
         let checkpoint = Checkpoint::from_parts(Path::new(&root), config, Box::new(store));
         Ok(RemoteCheckpoint {
@@ -394,6 +443,7 @@ impl Hub {
             revision: ctx.revision.to_string(),
             commit,
             checkpoint,
+            files,
             traffic,
         })
     }

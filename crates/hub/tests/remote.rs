@@ -3,8 +3,8 @@
 
 mod common;
 
-use attn_spectra_hub::HubError;
 use attn_spectra_hub::mock::{Origin, RecordedRequest};
+use attn_spectra_hub::{HubError, RemoteFile};
 use common::*;
 
 fn weight_requests<'a>(
@@ -108,6 +108,24 @@ fn sharded_remote_reads_touch_only_the_shard_holding_the_tensor() {
 
     let remote = env.client().open_remote(m, "main").unwrap();
     assert_eq!(remote.weight_bytes(), total);
+    // The files read, with the served bytes' sizes and sha256 (the shards' from their HEAD).
+    let record = |f: &str| {
+        let b = env.served_bytes(m, "main", f);
+        RemoteFile {
+            name: f.to_string(),
+            size: b.len() as u64,
+            sha256: Some(sha256(&b)),
+        }
+    };
+    assert_eq!(
+        remote.files,
+        [
+            record("config.json"),
+            record("model.safetensors.index.json"),
+            record("model-00001-of-00002.safetensors"),
+            record("model-00002-of-00002.safetensors"),
+        ]
+    );
     let ck = &remote.checkpoint;
     let v = ck.require("self_attn.v_proj.weight").unwrap();
     assert_eq!(ck.read(v).unwrap()[..3], [3.0, 3.25, 3.5]);
