@@ -12,6 +12,7 @@
 pub mod gguf;
 pub mod pickle;
 pub mod safetensors;
+mod shards;
 
 use std::collections::HashMap;
 use std::fmt;

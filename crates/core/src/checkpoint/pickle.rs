@@ -30,9 +30,8 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use serde::Deserialize;
 
-use super::{CheckpointError, SourceFormat, TensorMeta, TensorStore};
+use super::{CheckpointError, SourceFormat, TensorMeta, TensorStore, shards};
 use crate::dtype::{DType, decode_f64};
 
 /// The legacy format's first bytes: `PROTO 2`, `LONG1` of 10 bytes, torch's magic number
@@ -70,11 +69,6 @@ fn corrupt(file: &Path, problem: impl Into<String>) -> CheckpointError {
     }
 }
 
-#[derive(Deserialize)]
-struct ShardIndex {
-    weight_map: HashMap<String, String>,
-}
-
 impl PickleStore {
     /// Opens the PyTorch weights of a checkpoint directory, or `None` when it has none.
     ///
@@ -82,88 +76,21 @@ impl PickleStore {
     /// maps must be in the shard it names. Otherwise `pytorch_model.bin`, otherwise every
     /// `pytorch_model-*-of-*.bin` shard.
     pub fn open_dir(dir: &Path) -> Result<Option<PickleStore>, CheckpointError> {
-        let index_path = dir.join("pytorch_model.bin.index.json");
-        if index_path.is_file() {
-            return Self::open_index(dir, &index_path).map(Some);
-        }
-        let single = dir.join("pytorch_model.bin");
-        if single.is_file() {
-            return Self::open_files(&[single]).map(Some);
-        }
-        let io = |source| CheckpointError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let mut shards = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("pytorch_model-") && name.contains("-of-") && name.ends_with(".bin")
-            {
-                shards.push(entry.path());
+        match shards::locate(dir, &shards::PYTORCH)? {
+            shards::Layout::Index(path) => {
+                let (index, paths) = shards::ShardIndex::read(dir, &path)?;
+                let store = Self::open_files(&paths)?;
+                index.check(
+                    store
+                        .tensors
+                        .iter()
+                        .map(|t| (t.name.as_str(), store.files[t.file].as_path())),
+                )?;
+                Ok(Some(store))
             }
+            shards::Layout::Files(paths) => Self::open_files(&paths).map(Some),
+            shards::Layout::Nothing => Ok(None),
         }
-        if shards.is_empty() {
-            return Ok(None);
-        }
-        shards.sort();
-        Self::open_files(&shards).map(Some)
-    }
-
-    fn open_index(dir: &Path, index_path: &Path) -> Result<PickleStore, CheckpointError> {
-        let bad = |problem: String| CheckpointError::Index {
-            file: index_path.to_path_buf(),
-            problem,
-        };
-        let bytes = std::fs::read(index_path).map_err(|source| CheckpointError::Io {
-            path: index_path.to_path_buf(),
-            source,
-        })?;
-        let index: ShardIndex =
-            serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a shard index: {e}")))?;
-        let mut shard_names: Vec<&String> = index.weight_map.values().collect();
-        shard_names.sort();
-        shard_names.dedup();
-        let mut paths = Vec::new();
-        for name in shard_names {
-            if name.contains('/') || name.contains('\\') || name.starts_with("..") {
-                return Err(bad(format!("shard name `{name}` is not a plain file name")));
-            }
-            let path = dir.join(name);
-            if !path.is_file() {
-                return Err(bad(format!(
-                    "names shard {name}, which is not in {}",
-                    dir.display()
-                )));
-            }
-            paths.push(path);
-        }
-        let store = Self::open_files(&paths)?;
-        let by_name: HashMap<&str, usize> = store
-            .tensors
-            .iter()
-            .map(|t| (t.name.as_str(), t.file))
-            .collect();
-        for (tensor, shard) in &index.weight_map {
-            match by_name.get(tensor.as_str()) {
-                Some(&f)
-                    if store.files[f]
-                        .file_name()
-                        .is_some_and(|n| n == shard.as_str()) => {}
-                Some(&f) => {
-                    return Err(bad(format!(
-                        "maps `{tensor}` to {shard}, but it is in {}",
-                        store.files[f].display()
-                    )));
-                }
-                None => {
-                    return Err(bad(format!(
-                        "maps `{tensor}` to {shard}, which does not hold it"
-                    )));
-                }
-            }
-        }
-        Ok(store)
     }
 
     /// Opens the given files as one store. A tensor present in two files is an error.

@@ -17,7 +17,7 @@ use memmap2::Mmap;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
-use super::{CheckpointError, SourceFormat, TensorMeta, TensorStore};
+use super::{CheckpointError, SourceFormat, TensorMeta, TensorStore, shards};
 use crate::dtype::{DType, decode_f64};
 
 /// Largest header accepted (the reference implementation's limit).
@@ -244,11 +244,6 @@ pub fn parse_header(
     Ok(out)
 }
 
-#[derive(Deserialize)]
-struct ShardIndex {
-    weight_map: HashMap<String, String>,
-}
-
 impl SafetensorsStore {
     /// Opens the given files as one store. A tensor present in two files is an error.
     pub fn open_files(paths: &[PathBuf]) -> Result<SafetensorsStore, CheckpointError> {
@@ -299,87 +294,21 @@ impl SafetensorsStore {
     /// it maps must be in the shard it names. Otherwise `model.safetensors`, otherwise every
     /// `model-*-of-*.safetensors` shard.
     pub fn open_dir(dir: &Path) -> Result<Option<SafetensorsStore>, CheckpointError> {
-        let index_path = dir.join("model.safetensors.index.json");
-        if index_path.is_file() {
-            return Self::open_index(dir, &index_path).map(Some);
-        }
-        let single = dir.join("model.safetensors");
-        if single.is_file() {
-            return Self::open_files(&[single]).map(Some);
-        }
-        let mut shards = Vec::new();
-        let entries = std::fs::read_dir(dir).map_err(|source| CheckpointError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|source| CheckpointError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("model-") && name.contains("-of-") && name.ends_with(".safetensors")
-            {
-                shards.push(entry.path());
+        match shards::locate(dir, &shards::SAFETENSORS)? {
+            shards::Layout::Index(path) => {
+                let (index, paths) = shards::ShardIndex::read(dir, &path)?;
+                let store = Self::open_files(&paths)?;
+                index.check(
+                    store
+                        .tensors
+                        .iter()
+                        .map(|t| (t.name.as_str(), store.files[t.file].as_path())),
+                )?;
+                Ok(Some(store))
             }
+            shards::Layout::Files(paths) => Self::open_files(&paths).map(Some),
+            shards::Layout::Nothing => Ok(None),
         }
-        if shards.is_empty() {
-            return Ok(None);
-        }
-        shards.sort();
-        Self::open_files(&shards).map(Some)
-    }
-
-    fn open_index(dir: &Path, index_path: &Path) -> Result<SafetensorsStore, CheckpointError> {
-        let bad = |problem: String| CheckpointError::Index {
-            file: index_path.to_path_buf(),
-            problem,
-        };
-        let bytes = std::fs::read(index_path).map_err(|source| CheckpointError::Io {
-            path: index_path.to_path_buf(),
-            source,
-        })?;
-        let index: ShardIndex =
-            serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a shard index: {e}")))?;
-        let mut shard_names: Vec<&String> = index.weight_map.values().collect();
-        shard_names.sort();
-        shard_names.dedup();
-        let mut paths = Vec::new();
-        for name in shard_names {
-            if name.contains('/') || name.contains('\\') || name.starts_with("..") {
-                return Err(bad(format!("shard name `{name}` is not a plain file name")));
-            }
-            let path = dir.join(name);
-            if !path.is_file() {
-                return Err(bad(format!(
-                    "names shard {name}, which is not in {}",
-                    dir.display()
-                )));
-            }
-            paths.push(path);
-        }
-        let store = Self::open_files(&paths)?;
-        for (tensor, shard) in &index.weight_map {
-            let found = store.tensors.iter().find(|t| &t.name == tensor);
-            match found {
-                Some(t)
-                    if store.files[t.file]
-                        .file_name()
-                        .is_some_and(|f| f == shard.as_str()) => {}
-                Some(t) => {
-                    return Err(bad(format!(
-                        "maps `{tensor}` to {shard}, but it is in {}",
-                        store.files[t.file].display()
-                    )));
-                }
-                None => {
-                    return Err(bad(format!(
-                        "maps `{tensor}` to {shard}, which does not hold it"
-                    )));
-                }
-            }
-        }
-        Ok(store)
     }
 }
 
