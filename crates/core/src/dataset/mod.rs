@@ -92,15 +92,7 @@ pub fn write_parquet_atomic(
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let file = File::create(&tmp).map_err(io)?;
+    write_atomic_with(path, io, |file| {
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_key_value_metadata(Some(
@@ -120,8 +112,31 @@ pub fn write_parquet_atomic(
         }
         let mut file = writer.into_inner().map_err(pq)?;
         file.flush().map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        Ok(file)
+    })
+}
+
+/// Writes the file `path` atomically: `write` fills a hidden temporary file in the same
+/// directory (created if needed) and hands it back; it is then synced and renamed over
+/// `path`. On any error the temporary file is removed and `path` is left as it was.
+/// `io` turns I/O errors into the caller's error type.
+pub fn write_atomic_with<E>(
+    path: &Path,
+    io: impl Fn(std::io::Error) -> E,
+    write: impl FnOnce(File) -> Result<File, E>,
+) -> Result<(), E> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(&io)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let file = File::create(&tmp).map_err(&io)?;
+        let file = write(file)?;
+        file.sync_all().map_err(&io)?;
+        std::fs::rename(&tmp, path).map_err(&io)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
