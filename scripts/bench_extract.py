@@ -21,11 +21,14 @@ What it does:
    under `/usr/bin/time -v` several times (best wall time; largest peak RSS).
 3. The floor, in the same run: loads the same whole-layer matrices as the pipeline splits them
    (the per-head interleave of gpt_neox/bloom fused QKV, GPT-2's Conv1D transposed, OPT/GPT-Neo's
-   separate projections) into memory as contiguous f32, and times LAPACK's values-only SVD over
-   them, one matrix after another with T threads: `torch.linalg.svdvals` (MKL gesdd) and numpy's
-   `np.linalg.svd(compute_uv=False)` (OpenBLAS gesdd). The faster is the floor. A stricter floor,
-   T processes with one thread each over halves of the matrices (what the pipeline does: one
-   thread per matrix), is measured too unless --no-parallel-floor.
+   separate projections) into memory as contiguous f32, and times LAPACK's values-only SVD
+   (gesdd without vectors) over them three ways: `torch.linalg.svdvals` (MKL) in T processes of
+   one thread each over balanced halves of the matrices (the pipeline's own scheme, one thread
+   per matrix); `torch.linalg.svdvals` one matrix after another with T threads; numpy's
+   `np.linalg.svd(compute_uv=False)` (OpenBLAS) the same way. The fastest is the floor. A
+   sequential way still running at twice the best time so far is stopped (it cannot be the
+   floor) and its time extrapolated: on a loaded 2-core machine, MKL with 2 OpenMP threads was
+   measured 10x slower per matrix than with one.
 4. Optionally (default on) a transformers-based script doing the same work, under
    `/usr/bin/time -v`: each model in turn `from_pretrained(dtype=float32)`, the same matrices
    split out, `torch.linalg.svdvals` on each, `del model; gc.collect()` (as the seed notebook).
@@ -415,19 +418,47 @@ def write_pipeline(cache: Path, models: list[dict]) -> Path:
     return path
 
 
+def _rss_parts(pid: int) -> tuple[int, int] | None:
+    """(RssAnon, RssFile) of a process in kB, from /proc; None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    parts = dict(re.findall(r"^(RssAnon|RssFile):\s+(\d+) kB", text, re.M))
+    return int(parts.get("RssAnon", 0)), int(parts.get("RssFile", 0))
+
+
 def time_v(cmd: list[str], env: dict | None = None) -> dict:
-    """Runs `cmd` under GNU time -v; returns wall seconds, peak RSS (kB) and the output."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        r = subprocess.run(
-            ["/usr/bin/time", "-v", "-o", tf.name, *cmd],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
+    """Runs `cmd` under GNU time -v; returns wall seconds, peak RSS (kB), CPU seconds and the
+    output. While it runs, samples the child's anonymous and file-backed resident memory
+    (RssAnon, RssFile: mapped checkpoint pages count as the latter) every 50 ms."""
+    with (
+        tempfile.NamedTemporaryFile("r", suffix=".time") as tf,
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+    ):
+        proc = subprocess.Popen(
+            ["/usr/bin/time", "-v", "-o", tf.name, *cmd], stdout=out, stderr=err, env=env
         )
+        anon = file = 0
+        child = None
+        while proc.poll() is None:
+            if child is None:
+                kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+                try:
+                    child = int(kids.read_text().split()[0])
+                except (OSError, IndexError, ValueError):
+                    pass
+            parts = _rss_parts(child) if child else None
+            if parts:
+                anon, file = max(anon, parts[0]), max(file, parts[1])
+            time.sleep(0.05)
         report = tf.read()
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n{report}")
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stdout}\n{stderr}\n{report}")
 
     def field(label):
         m = re.search(rf"^\s*{re.escape(label)}: (.+)$", report, re.M)
@@ -440,11 +471,13 @@ def time_v(cmd: list[str], env: dict | None = None) -> dict:
     return {
         "wall_s": secs,
         "max_rss_kb": int(field("Maximum resident set size (kbytes)")),
+        "max_rss_anon_kb": anon,
+        "max_rss_file_kb": file,
         "user_s": float(field("User time (seconds)")),
         "sys_s": float(field("System time (seconds)")),
         "major_faults": int(field("Major (requiring I/O) page faults")),
-        "stdout": r.stdout,
-        "stderr": r.stderr,
+        "stdout": stdout,
+        "stderr": stderr,
     }
 
 
@@ -452,117 +485,148 @@ def run_pipeline(binary: Path, toml: Path, out: Path, threads: int, runs: int) -
     res = []
     for i in range(runs):
         r = time_v(
-            [str(binary), "run", "extract", "--pipeline", str(toml), "--out", str(out),
-             "--force", "--quiet", "--threads", str(threads)]
+            [
+                str(binary),
+                "run",
+                "extract",
+                "--pipeline",
+                str(toml),
+                "--out",
+                str(out),
+                "--force",
+                "--quiet",
+                "--threads",
+                str(threads),
+            ]
         )
         print(
             f"pipeline run {i + 1}/{runs}: {r['wall_s']:.2f} s wall, "
-            f"{r['user_s']:.1f} s user, {r['max_rss_kb'] / 1024:.0f} MiB peak RSS",
+            f"{r['user_s']:.1f} s user, {r['max_rss_kb'] / 1024:.0f} MiB peak RSS "
+            f"(sampled peaks: {r['max_rss_anon_kb'] / 1024:.0f} MiB anonymous, "
+            f"{r['max_rss_file_kb'] / 1024:.0f} MiB file-backed)",
             flush=True,
         )
-        res.append({k: v for k, v in r.items() if k not in ("stdout", "stderr")})
+        rec = {k: v for k, v in r.items() if k not in ("stdout", "stderr")}
+        # The stage reports each model on stderr: "done     bench/NAME@main: ... in 12.3 s".
+        rec["per_model_s"] = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r"done\s+bench/(\S+)@\S+: .* in ([0-9.]+) s", r["stderr"])
+        }
+        res.append(rec)
     return res
 
 
 # --- 3. the floor ------------------------------------------------------------------------------
 
 
-def load_matrices(models: list[dict]) -> list[tuple[str, int, str, "object"]]:
-    """(model, layer, kind, f32 array) for every whole-layer matrix the pipeline analyses."""
+def load_matrices(models: list[dict], keep=None) -> list[tuple[str, int, str, object]]:
+    """(model, layer, kind, f32 array) for every whole-layer matrix the pipeline analyses, or
+    only those whose (model, layer, kind) is in `keep`."""
     from safetensors import safe_open
 
     out = []
     for m in models:
         cfg = m["config"]
-        handles = [safe_open(str(Path(m["dir"]) / f), framework="numpy") for f in m["files"]]
+        framework = "numpy" if m["dtype"] == "f32" else "pt"
+        handles = [safe_open(str(Path(m["dir"]) / f), framework=framework) for f in m["files"]]
         where = {n: h for h in handles for n in h.keys()}
-        if m["dtype"] != "f32":
-            import torch
 
-            handles = [safe_open(str(Path(m["dir"]) / f), framework="pt") for f in m["files"]]
-            where = {n: h for h in handles for n in h.keys()}
-
-            def get(n, where=where):
-                return where[n].get_tensor(n).float().numpy()
-        else:
-
-            def get(n, where=where):
-                return where[n].get_tensor(n)
+        def get(n, where=where, framework=framework):
+            t = where[n].get_tensor(n)
+            return t if framework == "numpy" else t.float().numpy()
 
         names = list(where)
         for layer in range(geometry(cfg)[0]):
+            if keep is not None and not any((m["name"], layer, k) in keep for k in KINDS):
+                continue
             for kind, a in layer_matrices(cfg, get, names, layer).items():
-                out.append((m["name"], layer, kind, a))
+                if keep is None or (m["name"], layer, kind) in keep:
+                    out.append((m["name"], layer, kind, a))
     return out
 
 
-def floor_torch(mats, threads: int) -> tuple[float, dict]:
-    import torch
-
-    torch.set_num_threads(threads)
-    seen = set()
-    for _, _, _, a in mats:  # warm-up, once per shape
-        if a.shape not in seen:
-            seen.add(a.shape)
-            torch.linalg.svdvals(torch.from_numpy(a))
-    sigma = {}
-    t = time.perf_counter()
-    for model, layer, kind, a in mats:
-        s = torch.linalg.svdvals(torch.from_numpy(a))
-        sigma[(model, layer, kind)] = float(s[0])
-    return time.perf_counter() - t, sigma
+def shares(models: list[dict], parts: int) -> list[set]:
+    """Splits the matrices over `parts` workers, balanced by cost (largest first, dealt
+    round-robin)."""
+    keys = [
+        (m["name"], layer, kind, geometry(m["config"])[1])
+        for m in models
+        for layer in range(geometry(m["config"])[0])
+        for kind in KINDS
+    ]
+    keys.sort(key=lambda k: -k[3])
+    return [{k[:3] for k in keys[i::parts]} for i in range(parts)]
 
 
-def floor_numpy(mats, threads: int) -> float:
-    import numpy as np
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=threads):
-        seen = set()
-        for _, _, _, a in mats:
-            if a.shape not in seen:
-                seen.add(a.shape)
-                np.linalg.svd(a, compute_uv=False)
-        t = time.perf_counter()
-        for _, _, _, a in mats:
-            np.linalg.svd(a, compute_uv=False)
-        return time.perf_counter() - t
-
-
-def _parallel_worker(models, part, nparts, barrier, queue):
+def _parallel_worker(models, keep, barrier, queue):
     """One process of the parallel floor: its share of the matrices, one torch thread."""
     import torch
 
     torch.set_num_threads(1)
-    mats = load_matrices(models)
-    # Balance by cost: sort by size, deal round-robin.
-    order = sorted(range(len(mats)), key=lambda i: -mats[i][3].size)
-    mine = [mats[i][3] for i in order[part::nparts]]
-    for a in {m.shape: m for m in mine}.values():
+    mats = load_matrices(models, keep)
+    for a in {m[3].shape: m[3] for m in mats}.values():  # warm-up, once per shape
         torch.linalg.svdvals(torch.from_numpy(a))
     barrier.wait()
-    t = time.perf_counter()
-    for a in mine:
-        torch.linalg.svdvals(torch.from_numpy(a))
-    queue.put(time.perf_counter() - t)
+    sigma = {}
+    t, cpu = time.perf_counter(), time.process_time()
+    for model, layer, kind, a in mats:
+        sigma[(model, layer, kind)] = float(torch.linalg.svdvals(torch.from_numpy(a))[0])
+    queue.put((time.perf_counter() - t, time.process_time() - cpu, sigma))
 
 
-def floor_parallel(models, threads: int) -> float:
-    """`threads` processes with one thread each, started together; the slowest is the wall."""
+def floor_parallel(models, procs: int) -> tuple[float, float, dict]:
+    """`procs` processes with one MKL thread each over balanced shares of the matrices, started
+    together (the pipeline's own scheme: one thread per matrix); the slowest is the wall time.
+    Returns it, the CPU seconds of all processes together, and σ_1 of every matrix."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    barrier, queue = ctx.Barrier(threads), ctx.Queue()
-    procs = [
-        ctx.Process(target=_parallel_worker, args=(models, i, threads, barrier, queue))
-        for i in range(threads)
+    barrier, queue = ctx.Barrier(procs), ctx.Queue()
+    workers = [
+        ctx.Process(target=_parallel_worker, args=(models, keep, barrier, queue))
+        for keep in shares(models, procs)
     ]
-    for p in procs:
-        p.start()
-    times = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
-    return max(times)
+    for w in workers:
+        w.start()
+    results = [queue.get() for _ in workers]
+    for w in workers:
+        w.join()
+    sigma = {}
+    for _, _, s in results:
+        sigma.update(s)
+    return max(r[0] for r in results), sum(r[1] for r in results), sigma
+
+
+def floor_sequential(mats, threads: int, library: str, cap_s: float) -> tuple[float, bool]:
+    """One matrix after another, `threads` threads inside each SVD: torch.linalg.svdvals (MKL
+    gesdd) or np.linalg.svd(compute_uv=False) (OpenBLAS gesdd). Gives up after `cap_s` seconds
+    (it cannot be the floor then) and returns the time extrapolated from the work done, False."""
+    import numpy as np
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if library == "torch":
+        torch.set_num_threads(threads)
+
+        def svd(a):
+            torch.linalg.svdvals(torch.from_numpy(a))
+    else:
+
+        def svd(a):
+            np.linalg.svd(a, compute_uv=False)
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for a in {m[3].shape: m[3] for m in mats}.values():  # warm-up, once per shape
+            svd(a)
+        total = sum(m[3].size for m in mats)
+        done = 0
+        t = time.perf_counter()
+        for _, _, _, a in mats:
+            svd(a)
+            done += a.size
+            if time.perf_counter() - t > cap_s and done < total:
+                return (time.perf_counter() - t) * total / done, False
+        return time.perf_counter() - t, True
 
 
 # --- 4. a transformers-based script doing the same work -----------------------------------------
@@ -583,7 +647,7 @@ def transformers_worker(models: list[dict], threads: int) -> None:
         state = {n: p.detach() for n, p in model.named_parameters()}
         names = list(state)
         for layer in range(geometry(m["config"])[0]):
-            mats = layer_matrices(m["config"], lambda n: state[n].numpy(), names, layer)
+            mats = layer_matrices(m["config"], lambda n, st=state: st[n].numpy(), names, layer)
             for a in mats.values():
                 torch.linalg.svdvals(torch.from_numpy(a))
                 count += 1
@@ -651,7 +715,12 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=REPO / ".bench-cache" / "extract")
     ap.add_argument("--regenerate", action="store_true")
     ap.add_argument("--no-transformers", action="store_true")
-    ap.add_argument("--no-parallel-floor", action="store_true")
+    ap.add_argument(
+        "--hf-threads",
+        type=int,
+        default=1,
+        help="torch threads of the transformers script (its SVD time is not the point)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--worker", choices=["transformers"], help=argparse.SUPPRESS)
     ap.add_argument("--models-json", type=Path, help=argparse.SUPPRESS)
@@ -684,39 +753,58 @@ def main() -> None:
         out = Path(tmp) / "data"
         runs = run_pipeline(binary, toml, out, args.threads, args.runs)
 
+        floors: dict[str, float] = {}
+        extrapolated: dict[str, float] = {}
+        sigma = None
+        par = f"torch_svdvals_{args.threads}x1"
+        floor_cpu = None
+        for _ in range(args.floor_runs):
+            t, cpu, sigma = floor_parallel(models, args.threads)
+            floors[par] = min(t, floors.get(par, t))
+            floor_cpu = min(cpu, floor_cpu or cpu)
+            print(
+                f"floor: torch.linalg.svdvals, {args.threads} process(es) x 1 thread: {t:.2f} s"
+                f" ({cpu:.1f} CPU s)",
+                flush=True,
+            )
+        worst = check_spectral_norms(out, sigma)
+        print(f"pipeline spectral norms vs torch: max relative difference {worst:.2e}", flush=True)
         mats = load_matrices(models)
         shapes: dict[str, int] = {}
         for _, _, _, a in mats:
             key = "x".join(map(str, a.shape))
             shapes[key] = shapes.get(key, 0) + 1
-        print(f"floor: {len(mats)} matrices in memory ({shapes})", flush=True)
-        floors: dict[str, float] = {}
-        sigma = None
-        for _ in range(args.floor_runs):
-            t, sigma = floor_torch(mats, args.threads)
-            floors["torch_svdvals"] = min(t, floors.get("torch_svdvals", t))
-            print(f"  torch.linalg.svdvals, {args.threads} threads: {t:.2f} s", flush=True)
-            t = floor_numpy(mats, args.threads)
-            floors["numpy_svd"] = min(t, floors.get("numpy_svd", t))
-            print(f"  numpy.linalg.svd(compute_uv=False), {args.threads} threads: {t:.2f} s",
-                  flush=True)
-        worst = check_spectral_norms(out, sigma)
-        print(f"pipeline spectral norms vs torch: max relative difference {worst:.2e}", flush=True)
+        seq = [("torch", "torch_svdvals_seq"), ("numpy", "numpy_svd_seq")]
+        for _ in range(args.floor_runs if args.threads > 1 else 0):
+            for lib, name in seq:
+                cap = 2 * min(floors.values())
+                t, complete = floor_sequential(mats, args.threads, lib, cap)
+                if complete:
+                    floors[name] = min(t, floors.get(name, t))
+                elif name not in floors:
+                    extrapolated[name] = min(t, extrapolated.get(name, t))
+                note = "" if complete else " (stopped at twice the best floor; extrapolated)"
+                print(
+                    f"floor: {name}, {args.threads} threads, one matrix at a time: {t:.2f} s{note}",
+                    flush=True,
+                )
         del mats
-        if not args.no_parallel_floor and args.threads > 1:
-            for _ in range(args.floor_runs):
-                t = floor_parallel(models, args.threads)
-                floors["torch_parallel"] = min(t, floors.get("torch_parallel", t))
-                print(f"  torch.linalg.svdvals, {args.threads} processes x 1 thread: {t:.2f} s",
-                      flush=True)
 
     hf = None
     if not args.no_transformers:
         mj = cache / "models.json"
         mj.write_text(json.dumps(models))
         hf = time_v(
-            [sys.executable, __file__, "--worker", "transformers", "--models-json", str(mj),
-             "--threads", str(args.threads)],
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                "transformers",
+                "--models-json",
+                str(mj),
+                "--threads",
+                str(args.hf_threads),
+            ],
             env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"},
         )
         print(
@@ -728,9 +816,19 @@ def main() -> None:
     info["load_after"] = os.getloadavg()
     best = min(r["wall_s"] for r in runs)
     rss = max(r["max_rss_kb"] for r in runs)
-    seq = {k: v for k, v in floors.items() if k != "torch_parallel"}
-    floor_name = min(seq, key=seq.get)
-    floor = seq[floor_name]
+    pipe_cpu = min(r["user_s"] + r["sys_s"] for r in runs)
+    floor_name = min(floors, key=floors.get)
+    floor = floors[floor_name]
+    describe = {
+        f"torch_svdvals_{args.threads}x1": f"torch.linalg.svdvals, {args.threads} process(es) "
+        "x 1 thread",
+        "torch_svdvals_seq": f"torch.linalg.svdvals, {args.threads} threads, one at a time",
+        "numpy_svd_seq": f"np.linalg.svd(compute_uv=False), {args.threads} threads, one at a time",
+    }
+    per_model = {}
+    for r in runs:
+        for k, v in r.get("per_model_s", {}).items():
+            per_model[k] = min(v, per_model.get(k, v))
     result = {
         "machine": info,
         "binary": str(binary),
@@ -742,32 +840,65 @@ def main() -> None:
         "pipeline_runs": runs,
         "extract_wall_s": best,
         "extract_max_rss_kb": rss,
+        "extract_per_model_best_s": per_model,
         "floors_s": floors,
+        "floors_stopped_extrapolated_s": extrapolated,
         "floor": floor_name,
         "floor_s": floor,
         "ratio": best / floor,
-        "ratio_vs_parallel_floor": best / floors["torch_parallel"] if "torch_parallel" in floors
-        else None,
+        "extract_cpu_s": pipe_cpu,
+        "floor_cpu_s": floor_cpu,
+        "cpu_ratio": pipe_cpu / floor_cpu,
         "max_rel_diff_spectral_norm": worst,
         "transformers": hf,
+        "transformers_threads": args.hf_threads,
         "target": {"ratio_max": 1.3, "rss_max_mb": 500},
     }
     rows = [
         ("checkpoints", f"{len(models)} ({total / 1e9:.2f} B params, {args.dtype} safetensors)"),
-        ("matrices", ", ".join(f"{n} x {s}" for s, n in shapes.items())),
-        (f"`pipeline run extract` wall (best of {args.runs})", f"{best:.2f} s"),
-        (f"floor: {floor_name} ({args.threads} threads, sequential)", f"{floor:.2f} s"),
+        (
+            "matrices (whole-layer W_Q, W_K, W_V, W_O)",
+            ", ".join(f"{n} x {s}" for s, n in shapes.items()),
+        ),
+        (
+            f"`pipeline run extract --threads {args.threads}` wall (best of {args.runs})",
+            f"{best:.2f} s",
+        ),
+        (f"floor: {describe[floor_name]} (best of {args.floor_runs})", f"{floor:.2f} s"),
         ("**ratio** (target <= 1.3)", f"**{best / floor:.2f}**"),
-        ("pipeline peak RSS (target < 500 MB)", fmt_mb(rss)),
+        ("pipeline peak RSS (largest of the runs; target < 500 MB)", f"**{fmt_mb(rss)}**"),
+        (
+            "of which (sampled peaks, largest of the runs)",
+            f"anonymous {max(r['max_rss_anon_kb'] for r in runs) / 1024:.0f} MiB, file-backed "
+            f"(mapped checkpoint and binary) {max(r['max_rss_file_kb'] for r in runs) / 1024:.0f}"
+            " MiB",
+        ),
+        (
+            "CPU seconds: pipeline (user+sys, least of the runs) / floor (all processes)",
+            f"{pipe_cpu:.1f} / {floor_cpu:.1f} = {pipe_cpu / floor_cpu:.2f}",
+        ),
     ]
     for k, v in floors.items():
         if k != floor_name:
-            rows.append((f"other floor: {k}", f"{v:.2f} s (ratio {best / v:.2f})"))
+            rows.append((f"other floor: {describe[k]}", f"{v:.2f} s (ratio {best / v:.2f})"))
+    for k, v in extrapolated.items():
+        rows.append((f"other floor: {describe[k]}", f"stopped; about {v:.0f} s extrapolated"))
     if hf:
         rows.append(("transformers script peak RSS", fmt_mb(hf["max_rss_kb"])))
-        rows.append(("transformers script wall", f"{hf['wall_s']:.2f} s"))
-    rows.append(("load average before / after", f"{info['load_before'][0]:.2f} / "
-                 f"{info['load_after'][0]:.2f} ({info['cores']} cores, {info['cpu']})"))
+        rows.append(
+            (
+                f"transformers script wall ({args.hf_threads} torch thread(s))",
+                f"{hf['wall_s']:.2f} s",
+            )
+        )
+    rows.append(("spectral norms, pipeline vs torch", f"max relative difference {worst:.1e}"))
+    rows.append(
+        (
+            "load average (1 min) before / after",
+            f"{info['load_before'][0]:.2f} / "
+            f"{info['load_after'][0]:.2f} ({info['cores']} cores, {info['cpu']})",
+        )
+    )
     print("\n| measure | value |\n| --- | --- |")
     for k, v in rows:
         print(f"| {k} | {v} |")
