@@ -831,7 +831,13 @@ def main() -> None:
             per_model[k] = min(v, per_model.get(k, v))
     result = {
         "machine": info,
-        "binary": str(binary),
+        "binary": {
+            "path": str(binary),
+            "mtime_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(binary.stat().st_mtime)),
+            "version": subprocess.run(
+                [str(binary), "--version"], capture_output=True, text=True, check=False
+            ).stdout.strip(),
+        },
         "threads": args.threads,
         "storage_dtype": args.dtype,
         "checkpoints": [{k: v for k, v in m.items() if k != "config"} for m in models],
