@@ -341,7 +341,10 @@ def generate(cache: Path, dtype: str, regenerate: bool) -> list[dict]:
         marker = d / ".complete.json"
         if marker.is_file() and not regenerate:
             rec = json.loads(marker.read_text())
-            if rec.get("dtype") == dtype and rec.get("config") == cfg:
+            sizes = sum(
+                (d / f).stat().st_size if (d / f).is_file() else -1 for f in rec.get("files", [])
+            )
+            if rec.get("dtype") == dtype and rec.get("config") == cfg and sizes == rec["bytes"]:
                 out.append(rec)
                 continue
         import torch
