@@ -65,13 +65,8 @@ pub fn file_stamp(us: i64) -> String {
     )
 }
 
-/// Microseconds since the Unix epoch, now.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Microseconds since the Unix epoch, now (the clock the dataset's timestamps use).
+pub use attn_spectra::dataset::rows::now_us;
 
 #[cfg(test)]
 mod tests {

@@ -262,6 +262,6 @@ pub fn failures_batch(rows: &[FailureRow]) -> Result<RecordBatch, DatasetError> 
 pub fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
