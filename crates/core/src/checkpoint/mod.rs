@@ -378,3 +378,20 @@ impl Checkpoint {
         }
     }
 }
+
+/// Drops the pages of `len` bytes at `offset` of a read-only file mapping from this process's
+/// resident set, once the tensor stored there has been decoded into owned memory. They stay in
+/// the page cache, and a later read faults them in again with the same bytes, so only memory
+/// use changes: resident memory stays near one layer's weights however big the model. Best
+/// effort (Unix only; an error just leaves the pages resident).
+pub(crate) fn release_pages(map: &memmap2::Mmap, offset: usize, len: usize) {
+    #[cfg(unix)]
+    if len > 0 && offset.checked_add(len).is_some_and(|end| end <= map.len()) {
+        // SAFETY: the mapping is read-only and backed by the file, so dropping its pages
+        // cannot change what any borrow of it reads: the kernel refills them from the file.
+        let _ =
+            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+    }
+    #[cfg(not(unix))]
+    let _ = (map, offset, len);
+}

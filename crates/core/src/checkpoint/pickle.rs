@@ -470,6 +470,11 @@ impl TensorStore for PickleStore {
         if view.neg {
             out.iter_mut().for_each(|x| *x = -*x);
         }
+        super::release_pages(
+            &self.maps[meta.file],
+            view.data.0,
+            view.data.1 - view.data.0,
+        );
         Ok(out)
     }
 }

@@ -90,25 +90,6 @@ impl MappedFile {
         })
     }
 
-    /// Drops the pages of `len` bytes at `offset` from this process's resident set once a
-    /// tensor has been decoded into owned memory. They stay in the page cache, and a later
-    /// read faults them in again with the same bytes, so only memory use changes: resident
-    /// memory stays near one layer's weights however big the model. Best effort (Unix only;
-    /// an error just leaves the pages resident).
-    fn release(&self, offset: usize, len: usize) {
-        #[cfg(unix)]
-        if len > 0 && offset + len <= self.map.len() {
-            // SAFETY: the mapping is read-only and backed by the file, so dropping its pages
-            // cannot change what any borrow of it reads: the kernel refills them from the file.
-            let _ = unsafe {
-                self.map
-                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
-            };
-        }
-        #[cfg(not(unix))]
-        let _ = (offset, len);
-    }
-
     fn corrupt(&self, problem: impl Into<String>) -> CheckpointError {
         CheckpointError::Safetensors {
             file: self.path.clone(),
@@ -366,7 +347,7 @@ impl TensorStore for SafetensorsStore {
                 meta.dtype
             ))
         })?;
-        mapped.release(mapped.data_start + begin, end - begin);
+        super::release_pages(&mapped.map, mapped.data_start + begin, end - begin);
         Ok(out)
     }
 }
