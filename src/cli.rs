@@ -5,6 +5,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `pipeline --version`: the version and the optional features this binary was built with.
+#[cfg(feature = "torch")]
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (features: torch; backends: faer, torch-cpu, torch-cuda)"
+);
+#[cfg(not(feature = "torch"))]
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (features: none; backends: faer; build with --features torch for libtorch)"
+);
+
 /// Spectral analysis of transformer attention weights, from checkpoints to Parquet datasets.
 ///
 /// Typical use: `pipeline run all` (the study in pipelines/labs.toml), or step by step
@@ -13,7 +25,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "pipeline",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -24,6 +36,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write the demo (a pipeline file and seven tiny random checkpoints carried inside this
+    /// binary) into DIR and run it: fetch-free extract, aggregate, test and report. The quickest
+    /// way to see what the tool makes; no clone of the repository or network needed.
+    Demo(DemoArgs),
     /// Show how a checkpoint's attention weights are read: the detected architecture and
     /// dimensions, and for each projection the file, tensor, dtype, shape and slice.
     Inspect(InspectArgs),
@@ -83,6 +99,24 @@ pub struct RunArgs {
     /// whole files: only the attention tensors' bytes are fetched.
     #[arg(long)]
     pub remote: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to write the demo: the pipeline file goes to DIR/pipelines/demo.toml, the
+    /// checkpoints under DIR/tests/fixtures/, the dataset and report to DIR/data/demo.
+    #[arg(default_value = "attn-spectra-demo")]
+    pub dir: PathBuf,
+    /// Overwrite demo files in DIR that differ from the binary's copy, and recompute the
+    /// dataset.
+    #[arg(long)]
+    pub force: bool,
+    /// Worker threads for the SVDs (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,

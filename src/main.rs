@@ -19,6 +19,7 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Demo(args) => commands::demo::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Sql(args) => commands::sql::run(args),
@@ -34,7 +35,12 @@ fn main() -> ExitCode {
             let bad_query = err
                 .downcast_ref::<attn_spectra_sql::SqlError>()
                 .is_some_and(|e| e.is_query_error());
-            ExitCode::from(if bad_query { 2 } else { 1 })
+            // So is a demo directory holding other files where the demo's go.
+            let demo_clash = matches!(
+                err.downcast_ref::<attn_spectra_demo::DemoError>(),
+                Some(attn_spectra_demo::DemoError::Conflict { .. })
+            );
+            ExitCode::from(if bad_query || demo_clash { 2 } else { 1 })
         }
     }
 }

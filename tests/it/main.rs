@@ -2,6 +2,7 @@
 //! They are one test binary so that the big dependencies link once.
 
 mod common;
+mod demo;
 mod hub;
 mod inspect;
 mod run;
