@@ -1,4 +1,4 @@
-//! The Hugging Face cache layout, shared with Python's `huggingface_hub` and `hf-hub`:
+//! The Hugging Face cache layout, shared with Python's `huggingface_hub` (and Rust's `hf-hub`):
 //!
 //! ```text
 //! <cache>/models--<org>--<name>/
@@ -10,8 +10,8 @@
 //! <cache>/.locks/models--<org>--<name>/<etag>.lock
 //! ```
 //!
-//! `hf-hub` keeps its helpers for this private, so the few path rules are restated here; they
-//! are checked against files that `hf-hub` itself writes in the crate's tests.
+//! The few path rules are restated here; `scripts/check_hub_interop.py` checks them against
+//! Python's `huggingface_hub`, which reads this crate's cache and writes one this crate reads.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -152,7 +152,7 @@ impl RepoCache {
         Ok(pointer)
     }
 
-    /// Takes the lock `hf-hub` and Python take before writing a blob, waiting up to `wait`.
+    /// Takes the lock Python's `huggingface_hub` takes before writing a blob, waiting up to `wait`.
     pub fn lock(&self, etag: &str, wait: Duration) -> Result<File, HubError> {
         let path = self.lock_path(etag);
         if let Some(parent) = path.parent() {

@@ -121,6 +121,10 @@ pub enum HubError {
         file: String,
         status: u16,
     },
+    #[error(
+        "cannot reach {host}: {cause}. Check the network and any proxy (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), point HF_ENDPOINT at a reachable Hub or mirror, or run offline (--offline, or HF_HUB_OFFLINE=1) with the files already in the Hugging Face cache"
+    )]
+    Unreachable { host: String, cause: String },
     #[error("request for {what} of {model} failed: {message}")]
     Http {
         model: String,

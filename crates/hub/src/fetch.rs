@@ -1,6 +1,5 @@
 //! [`Hub::fetch`]: choosing the files of a checkpoint, downloading each one into the cache
-//! (first through `hf-hub`, then with the crate's own verified, resumable download), and
-//! answering offline requests from the cache.
+//! with a verified, resumable download, and answering offline requests from the cache.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -9,14 +8,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hf_hub::HFError;
 use indicatif::ProgressBar;
 use reqwest::header::RANGE;
 use reqwest::{StatusCode, Url};
 
 use crate::cache::{self, Landed, RepoCache, Verdict};
 use crate::error::HubError;
-use crate::progress::{FileProgress, file_bar};
+use crate::progress::file_bar;
 use crate::transport::{Attempt, FileMeta, content_range, transient};
 use crate::{
     FetchedModel, FileRecord, Hub, Want, validate_file_name, validate_model_id, validate_revision,
@@ -75,76 +73,6 @@ pub(crate) fn read_index(
     Ok((shards.into_iter().collect(), index.weight_map))
 }
 
-/// Maps an `hf-hub` error for `file` (or for the repo info when `None`).
-pub(crate) fn map_hf_error(
-    hub: &Hub,
-    e: HFError,
-    model: &str,
-    revision: &str,
-    file: Option<&str>,
-) -> HubError {
-    let token_sent = hub.transport.token_set();
-    match e {
-        HFError::AuthRequired { .. } => HubError::Gated {
-            model: model.to_string(),
-            status: 401,
-            token_sent,
-        },
-        HFError::Forbidden { .. } => HubError::Gated {
-            model: model.to_string(),
-            status: 403,
-            token_sent,
-        },
-        HFError::RepoNotFound { .. } => HubError::ModelNotFound {
-            model: model.to_string(),
-            endpoint: hub.transport.endpoint.clone(),
-        },
-        HFError::RevisionNotFound { context, .. } => {
-            if context
-                .as_ref()
-                .and_then(|c| c.error_code.as_deref())
-                .is_some_and(|c| c == "RepoNotFound")
-            {
-                HubError::ModelNotFound {
-                    model: model.to_string(),
-                    endpoint: hub.transport.endpoint.clone(),
-                }
-            } else {
-                HubError::RevisionNotFound {
-                    model: model.to_string(),
-                    revision: revision.to_string(),
-                }
-            }
-        }
-        HFError::EntryNotFound { path, .. } => HubError::FileNotFound {
-            model: model.to_string(),
-            revision: revision.to_string(),
-            file: file.map(str::to_string).unwrap_or(path),
-        },
-        HFError::Request { source, .. } => HubError::Http {
-            model: model.to_string(),
-            what: file.unwrap_or("repo info").to_string(),
-            message: source.without_url().to_string(),
-        },
-        other => HubError::Http {
-            model: model.to_string(),
-            what: file.unwrap_or("repo info").to_string(),
-            message: other.to_string(),
-        },
-    }
-}
-
-/// Whether an error ends the fetch of a file at once (retrying cannot help).
-fn is_final(e: &HubError) -> bool {
-    matches!(
-        e,
-        HubError::Gated { .. }
-            | HubError::ModelNotFound { .. }
-            | HubError::RevisionNotFound { .. }
-            | HubError::FileNotFound { .. }
-    )
-}
-
 impl Hub {
     /// Fetches `want` of `model_id` at `revision` into the cache (or, offline, finds it there).
     pub fn fetch(
@@ -176,21 +104,14 @@ impl Hub {
         self.transport.block_on(self.fetch_online(&ctx, &want))
     }
 
-    /// Resolves the revision to a commit and lists the repo's files, through `hf-hub`.
+    /// Resolves the revision to a commit and lists the repo's files
+    /// (`/api/models/{id}/revision/{rev}`), with the retry policy.
     pub(crate) async fn resolve(
         &self,
         model: &str,
         revision: &str,
     ) -> Result<(String, Option<Vec<String>>), HubError> {
-        let (owner, name) = hf_hub::split_id(model);
-        let info = self
-            .client
-            .model(owner, name)
-            .info()
-            .revision(revision.to_string())
-            .send()
-            .await
-            .map_err(|e| map_hf_error(self, e, model, revision, None))?;
+        let info = self.transport.repo_info(model, revision).await?;
         let commit = info.sha.ok_or_else(|| HubError::Malformed {
             model: model.to_string(),
             what: format!("repo info at {revision}"),
@@ -354,26 +275,8 @@ impl Hub {
             return Ok(record(cache::cached_sha256(&blob, &meta.etag)?));
         }
         let bar = file_bar(self.bars, file, meta.size);
-        let incomplete = ctx.cache.incomplete(&meta.etag);
-        let mut last: Option<HubError> = None;
-        if !incomplete.exists() {
-            match self
-                .hf_download(ctx, commit, file, &meta, &bar, counter)
-                .await
-            {
-                Ok(sha256) => {
-                    bar.finish_and_clear();
-                    return Ok(record(sha256));
-                }
-                Err(e) if is_final(&e) => {
-                    bar.abandon();
-                    return Err(e);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
         let sha256 = self
-            .own_download(ctx, commit, file, &meta, &bar, counter, last)
+            .own_download(ctx, commit, file, &meta, &bar, counter)
             .await;
         match sha256 {
             Ok(s) => {
@@ -387,52 +290,8 @@ impl Hub {
         }
     }
 
-    /// The first try, by `hf-hub`; the blob it stores is verified (and deleted when bad).
-    async fn hf_download(
-        &self,
-        ctx: &Ctx<'_>,
-        commit: &str,
-        file: &str,
-        meta: &FileMeta,
-        bar: &ProgressBar,
-        counter: &AtomicU64,
-    ) -> Result<String, HubError> {
-        let (owner, name) = hf_hub::split_id(ctx.model);
-        let handler = FileProgress::new(bar.clone());
-        let result = self
-            .client
-            .model(owner, name)
-            .download_file()
-            .filename(file.to_string())
-            .revision(commit.to_string())
-            .progress(handler.clone())
-            .send()
-            .await;
-        counter.fetch_add(handler.received(), Ordering::Relaxed);
-        result.map_err(|e| map_hf_error(self, e, ctx.model, ctx.revision, Some(file)))?;
-        let blob = ctx.cache.blob(&meta.etag);
-        if !blob.is_file() {
-            return Err(HubError::Malformed {
-                model: ctx.model.to_string(),
-                what: file.to_string(),
-                problem: "hf-hub stored the file under another ETag".into(),
-            });
-        }
-        match cache::verify(&blob, meta.size, &meta.etag)? {
-            Verdict::Good { sha256 } => {
-                ctx.cache.link(commit, file, &meta.etag)?;
-                Ok(sha256)
-            }
-            bad => {
-                let _ = std::fs::remove_file(&blob);
-                let _ = std::fs::remove_file(ctx.cache.snapshot(commit, file));
-                Err(mismatch(ctx, file, meta, bad))
-            }
-        }
-    }
-
-    /// Retries with the crate's own download, resuming `blobs/<etag>.incomplete` by `Range`.
-    #[allow(clippy::too_many_arguments)]
+    /// Downloads `file` into `blobs/<etag>.incomplete` with retries, resuming a partial file
+    /// by `Range`, verifies it and moves it into place under the blob lock.
     async fn own_download(
         &self,
         ctx: &Ctx<'_>,
@@ -441,7 +300,6 @@ impl Hub {
         meta: &FileMeta,
         bar: &ProgressBar,
         counter: &AtomicU64,
-        mut last: Option<HubError>,
     ) -> Result<String, HubError> {
         let url = self.transport.resolve_url(ctx.model, commit, file)?;
         let incomplete = ctx.cache.incomplete(&meta.etag);
@@ -451,9 +309,10 @@ impl Hub {
         }
         let _lock = ctx.cache.lock(&meta.etag, LOCK_WAIT)?;
         let attempts = self.transport.max_attempts;
-        let mut last_msg = last.as_ref().map(|e| e.to_string());
+        let mut last: Option<HubError> = None;
+        let mut last_msg: Option<String> = None;
         for attempt in 1..=attempts {
-            if attempt > 1 || last.is_some() {
+            if attempt > 1 {
                 tokio::time::sleep(self.transport.backoff(attempt)).await;
             }
             let got = self

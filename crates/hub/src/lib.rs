@@ -10,45 +10,37 @@
 //! safetensors header and then single tensors with HTTP `Range` requests
 //! ([`RemoteSafetensorsStore`]), downloading only what is read.
 //!
-//! # What `hf-hub` 1.0 does here, and what this crate does itself
+//! # Downloads
 //!
-//! `hf-hub` 1.0 (async, reqwest 0.13 with rustls) is used for what it does right:
-//! - resolving a revision (branch, tag or sha) to its commit and listing the repo's files
-//!   (`HFRepository::info`, the `/api/models/{id}/revision/{rev}` endpoint), with its retries;
-//! - the first try of every file download (`download_file` at the resolved commit): the
-//!   HEAD/ETag handling, the blob/snapshot cache layout and its lock file, and Xet-backed
-//!   transfers on the real Hub.
-//!
-//! It falls short in two ways, both seen against the mock Hub (module `mock`, feature `mock`):
-//! a body cut off mid-file is not resumed (it leaves `blobs/<etag>.incomplete` and its next try
-//! starts from zero), and in its cache path the status of the GET that follows a good HEAD is
-//! not checked, so an error page can be stored as the blob. So this crate:
-//! - sends its own HEAD first (size and ETag of the file at the commit) and verifies every file
-//!   that lands: its size, and its sha256 against an LFS ETag (or its git blob sha1 against
-//!   the ETag of a file stored in git); a bad blob is deleted;
-//! - retries itself, with exponential backoff on 5xx, 408, 429, timeouts and broken
-//!   connections, resuming `.incomplete` files with a `Range` request (its own verified
-//!   download); once an `.incomplete` file exists the file is never handed back to `hf-hub`,
-//!   which would truncate it;
-//! - writes `refs/<revision>` and the snapshot links itself (`hf-hub` keeps those helpers
-//!   private), in the same format, and answers offline requests from the cache itself;
-//! - reads remote tensors with its own ranged GETs (`hf-hub` has ranged reads, but only async
-//!   and without per-request byte accounting).
+//! The crate speaks to the Hub itself (reqwest with rustls; no Xet client, since the Hub serves
+//! every file, Xet-backed ones included, through its `resolve` URLs):
+//! - a revision (branch, tag or sha) resolves to its commit and file listing through the
+//!   `/api/models/{id}/revision/{rev}` endpoint;
+//! - every file is first HEADed (size and ETag at the commit), then downloaded into
+//!   `blobs/<etag>.incomplete` under the same lock file Python takes, verified (its size, and
+//!   its sha256 against an LFS ETag or its git blob sha1 against the ETag of a file stored in
+//!   git; a bad file is deleted) and renamed into place;
+//! - it retries with exponential backoff on 5xx, 408, 429, timeouts and broken connections,
+//!   resuming an `.incomplete` file with a `Range` request; a Hub that cannot be reached at all
+//!   (connection refused, unknown host) ends the attempts at once with a hint;
+//! - it writes `refs/<revision>` and the snapshot links in the format Python's
+//!   `huggingface_hub` uses (checked against it by `scripts/check_hub_interop.py`) and answers
+//!   offline requests from the cache;
+//! - it reads remote tensors with its own ranged GETs.
 //!
 //! # Tokens
 //!
 //! [`HubOptions::token`] is sent as a bearer token to the Hub's own URLs only. The Hub
 //! redirects LFS files to a CDN on another host; reqwest drops `Authorization` on such
-//! redirects. The token is redacted from `Debug` output and never part of an error. When no
-//! token is configured, `hf-hub` may still find one on its own (`HF_TOKEN_PATH`,
-//! `$HF_HOME/token`, as Python does) unless `HF_HUB_DISABLE_IMPLICIT_TOKEN` is set.
+//! redirects. The token is redacted from `Debug` output and never part of an error. Without
+//! `HF_TOKEN`, [`HubOptions::from_env`] reads the token file Python's `huggingface_hub` login
+//! writes (`HF_TOKEN_PATH`, else `$HF_HOME/token`), unless `HF_HUB_DISABLE_IMPLICIT_TOKEN` is
+//! set.
 //!
 //! # Limits
 //!
 //! - A blob already in the cache with the announced size is trusted (an LFS blob is named by
 //!   its sha256 and was verified when it landed); it is not hashed again on every fetch.
-//! - `hf-hub` HEADs with an internal client of its own that has no timeout; the crate's own
-//!   HEAD (with timeouts) runs first, so a Hub that stalls is normally caught there.
 //! - Each remote tensor read is one ranged GET on the `resolve` URL, which the Hub redirects to
 //!   its CDN: two round trips per tensor.
 //!
@@ -140,7 +132,6 @@ impl FetchedModel {
 pub struct Hub {
     opts: HubOptions,
     transport: Arc<Transport>,
-    client: hf_hub::HFClient,
     bars: bool,
 }
 
@@ -154,23 +145,10 @@ impl Hub {
     /// A client with `opts`. Builds the HTTP clients and a small tokio runtime; sends nothing.
     pub fn new(opts: HubOptions) -> Result<Hub, HubError> {
         let transport = Arc::new(Transport::new(&opts)?);
-        let mut b = hf_hub::HFClient::builder()
-            .endpoint(transport.endpoint.clone())
-            .cache_dir(opts.cache_dir.clone())
-            .client(transport.client.clone())
-            .retry_max_attempts(opts.max_attempts.max(1) - 1)
-            .retry_base_delay(opts.retry_base_delay);
-        if let Some(t) = &opts.token {
-            b = b.token(t.clone());
-        }
-        let client = b
-            .build()
-            .map_err(|e| HubError::Setup(format!("hf-hub client: {e}")))?;
         let bars = progress::bars_enabled(opts.progress);
         Ok(Hub {
             opts,
             transport,
-            client,
             bars,
         })
     }

@@ -3,8 +3,8 @@
 //! It serves model repositories from a directory tree `<root>/<org>/<name>/<revision>/<files>`
 //! (each `<revision>` directory is a branch or tag; its commit sha is derived from the model,
 //! the revision name and the files' contents, so two branches with identical files still have
-//! different commits, as on the Hub) and mimics the parts of the Hub that `hf-hub` and
-//! [`crate::Hub`] use:
+//! different commits, as on the Hub) and mimics the parts of the Hub that Python's
+//! `huggingface_hub` and [`crate::Hub`] use:
 //!
 //! - `GET /api/models/{org}/{name}[/revision/{rev}]`: the repo info JSON with `sha` and
 //!   `siblings` (with `size` and `lfs` when `?blobs=true`).

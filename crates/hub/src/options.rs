@@ -71,7 +71,10 @@ impl HubOptions {
     /// Reads the options from the environment, as Python's `huggingface_hub` does:
     /// `HF_ENDPOINT`; `HF_TOKEN`; `HF_HUB_CACHE`, else `$HF_HOME/hub`, else
     /// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`; `HF_HUB_OFFLINE`
-    /// (`1`, `true`, `yes` or `on`).
+    /// (`1`, `true`, `yes` or `on`). Without `HF_TOKEN` the token is read from the file
+    /// `huggingface-cli login` writes, `HF_TOKEN_PATH`, else `$HF_HOME/token` (`HF_HOME`
+    /// defaulting to `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`), unless
+    /// `HF_HUB_DISABLE_IMPLICIT_TOKEN` is set.
     pub fn from_env() -> HubOptions {
         Self::from_vars(|k| std::env::var(k).ok())
     }
@@ -80,21 +83,30 @@ impl HubOptions {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> HubOptions {
         let set = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         let endpoint = set("HF_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-        let cache_dir = if let Some(c) = set("HF_HUB_CACHE") {
-            PathBuf::from(c)
-        } else if let Some(h) = set("HF_HOME") {
-            PathBuf::from(h).join("hub")
+        let hf_home = if let Some(h) = set("HF_HOME") {
+            PathBuf::from(h)
         } else if let Some(x) = set("XDG_CACHE_HOME") {
-            PathBuf::from(x).join("huggingface").join("hub")
+            PathBuf::from(x).join("huggingface")
         } else {
             let home = set("HOME").unwrap_or_else(|| ".".to_string());
-            PathBuf::from(home)
-                .join(".cache")
-                .join("huggingface")
-                .join("hub")
+            PathBuf::from(home).join(".cache").join("huggingface")
         };
+        let cache_dir = set("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| hf_home.join("hub"));
         let mut opts = HubOptions::new(endpoint, cache_dir);
-        opts.token = set("HF_TOKEN").map(|t| t.trim().to_string());
+        opts.token = set("HF_TOKEN").map(|t| t.trim().to_string()).or_else(|| {
+            if set("HF_HUB_DISABLE_IMPLICIT_TOKEN").is_some() {
+                return None;
+            }
+            let path = set("HF_TOKEN_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| hf_home.join("token"));
+            // Read at most a few KiB: a token is ~40 bytes; anything else there is ignored.
+            let text = std::fs::read(&path).ok().filter(|b| b.len() <= 4096)?;
+            let token = String::from_utf8(text).ok()?.trim().to_string();
+            (!token.is_empty()).then_some(token)
+        });
         opts.offline = set("HF_HUB_OFFLINE").is_some_and(|v| {
             matches!(
                 v.trim().to_ascii_lowercase().as_str(),
@@ -149,6 +161,27 @@ mod tests {
         assert!(!opts(&[("HF_HUB_OFFLINE", "0")]).offline);
         assert!(opts(&[("HF_HUB_OFFLINE", "TRUE")]).offline);
         assert!(opts(&[("HF_TOKEN", "")]).token.is_none());
+    }
+
+    #[test]
+    fn the_login_token_file_is_read_unless_disabled_or_overridden() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        std::fs::write(dir.path().join("token"), "hf_from_file\n").unwrap();
+        let o = opts(&[("HF_HOME", home)]);
+        assert_eq!(o.token.as_deref(), Some("hf_from_file"));
+        let o = opts(&[("HF_HOME", home), ("HF_TOKEN", "hf_env")]);
+        assert_eq!(o.token.as_deref(), Some("hf_env"));
+        let o = opts(&[("HF_HOME", home), ("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")]);
+        assert!(o.token.is_none());
+        let other = dir.path().join("elsewhere");
+        std::fs::write(&other, "hf_path\n").unwrap();
+        let o = opts(&[
+            ("HF_HOME", "/nonexistent"),
+            ("HF_TOKEN_PATH", other.to_str().unwrap()),
+        ]);
+        assert_eq!(o.token.as_deref(), Some("hf_path"));
+        assert!(opts(&[("HF_HOME", "/nonexistent")]).token.is_none());
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! The HTTP side of [`crate::Hub`] that `hf-hub` does not cover: a tokio runtime to drive async
-//! code from synchronous callers, `resolve` URLs, HEAD metadata, ranged GETs, and the retry
-//! policy (exponential backoff on 5xx, 408, 429, timeouts and broken connections).
+//! The HTTP side of [`crate::Hub`]: a tokio runtime to drive async code from synchronous
+//! callers, the repo-info API, `resolve` URLs, HEAD metadata, ranged GETs, and the retry policy
+//! (exponential backoff on 5xx, 408, 429, timeouts and broken connections; a Hub that cannot be
+//! reached at all, refused or not found by DNS, ends the attempts at once with a hint).
+//!
+//! TLS is rustls with the `ring` crypto provider (installed as the process default when the
+//! first client is built), so no C crypto library is compiled.
 //!
 //! The token is sent only to the Hub's own URLs; when the Hub redirects a file to its CDN
 //! (another host), reqwest drops the `Authorization` header, as browsers and Python do.
@@ -17,11 +21,20 @@ use crate::error::HubError;
 use crate::options::HubOptions;
 
 /// The user agent of every request.
-pub(crate) const USER_AGENT: &str = concat!(
-    "attn-spectra-hub/",
-    env!("CARGO_PKG_VERSION"),
-    "; hf-hub/1.0.0"
-);
+pub(crate) const USER_AGENT: &str = concat!("attn-spectra-hub/", env!("CARGO_PKG_VERSION"));
+
+/// The repo-info API's answer, as far as it is used.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RepoInfo {
+    pub sha: Option<String>,
+    pub siblings: Option<Vec<Sibling>>,
+}
+
+/// One file of a [`RepoInfo`] listing.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Sibling {
+    pub rfilename: String,
+}
 
 /// The outcome of one try: worth retrying, or final.
 #[derive(Debug)]
@@ -69,6 +82,8 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub fn new(opts: &HubOptions) -> Result<Transport, HubError> {
+        // reqwest is built without a default provider; an Err only says one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("attn-spectra-hub")
@@ -151,6 +166,48 @@ impl Transport {
             segs.extend(file.split('/'));
         }
         Ok(url)
+    }
+
+    /// `GET {endpoint}/api/models/{model}/revision/{revision}`: the commit a revision resolves
+    /// to and the repo's files, with retries.
+    pub async fn repo_info(&self, model: &str, revision: &str) -> Result<RepoInfo, HubError> {
+        let mut url = Url::parse(&self.endpoint)
+            .map_err(|e| HubError::Setup(format!("endpoint `{}`: {e}", self.endpoint)))?;
+        {
+            let mut segs = url.path_segments_mut().map_err(|()| {
+                HubError::Setup(format!("endpoint `{}` cannot be a base URL", self.endpoint))
+            })?;
+            segs.pop_if_empty();
+            segs.extend(["api", "models"]);
+            segs.extend(model.split('/'));
+            segs.push("revision");
+            segs.push(revision);
+        }
+        let once = || async {
+            let resp = self
+                .auth(self.client.get(url.clone()))
+                .send()
+                .await
+                .map_err(|e| transient(&e))?;
+            if !resp.status().is_success() {
+                return Err(self.status_error(model, revision, None, &resp));
+            }
+            let body = resp.bytes().await.map_err(|e| transient(&e))?;
+            serde_json::from_slice::<RepoInfo>(&body).map_err(|e| {
+                Attempt::Fatal(HubError::Malformed {
+                    model: model.to_string(),
+                    what: format!("repo info at {revision}"),
+                    problem: format!("not the JSON the Hub answers: {e}"),
+                })
+            })
+        };
+        let r = retry_fatal(self, once).await;
+        r.map_err(|(attempts, last)| HubError::Http {
+            model: model.to_string(),
+            what: "repo info".into(),
+            message: format!("{last} (after {attempts} attempts)"),
+        })
+        .and_then(|x| x)
     }
 
     /// The delay before retry number `retry` (1-based): base, 2 base, 4 base, ... up to 30 s.
@@ -357,8 +414,25 @@ pub(crate) fn is_transient_status(s: StatusCode) -> bool {
 }
 
 /// A reqwest error as a retryable failure, described without its URL's query (signed CDN
-/// URLs carry credentials there).
+/// URLs carry credentials there); or, when the server cannot be reached at all (connection
+/// refused, host or network unreachable, no such host), a final [`HubError::Unreachable`]:
+/// retrying would only add minutes of waiting to the same answer.
 pub(crate) fn transient(e: &reqwest::Error) -> Attempt {
+    if let Some(cause) = unreachable_cause(e) {
+        let host = e
+            .url()
+            .map(|u| {
+                let mut u = u.clone();
+                u.set_query(None);
+                u.set_path("");
+                u.to_string()
+            })
+            .unwrap_or_else(|| "the Hub".into());
+        return Attempt::Fatal(HubError::Unreachable {
+            host: host.trim_end_matches('/').to_string(),
+            cause,
+        });
+    }
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -375,6 +449,36 @@ pub(crate) fn transient(e: &reqwest::Error) -> Attempt {
         source = s.source();
     }
     Attempt::Transient(msg)
+}
+
+/// Why a connection could not be made at all, when that is the failure: refused, unreachable,
+/// or a name the resolver does not know. Timeouts are not in this class: they may pass.
+fn unreachable_cause(e: &reqwest::Error) -> Option<String> {
+    use std::io::ErrorKind;
+    if !e.is_connect() || e.is_timeout() {
+        return None;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::AddrNotAvailable
+            )
+        {
+            return Some(io.to_string());
+        }
+        let text = s.to_string();
+        if text.starts_with("dns error") {
+            let detail = s.source().map(|d| format!(": {d}")).unwrap_or_default();
+            return Some(format!("{text}{detail}"));
+        }
+        source = s.source();
+    }
+    None
 }
 
 fn header_str<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
@@ -442,7 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn etags_are_normalized_like_hf_hub() {
+    fn etags_are_normalized_like_python() {
         assert_eq!(normalize_etag("W/\"abc\""), "abc");
         assert_eq!(normalize_etag("\"abc\""), "abc");
         assert_eq!(normalize_etag("abc"), "abc");

@@ -389,13 +389,13 @@ fn a_503_on_the_first_try_is_retried() {
 
 #[test]
 fn an_error_page_stored_as_the_blob_is_caught_and_replaced() {
-    // More 503s than hf-hub's retries: it stores the error body as the blob (its cache path
-    // does not check the GET's status). Verification must catch that and download again.
+    // Error pages (503 bodies) must never be stored as the blob: each one is retried and the
+    // file that lands is the served one.
     let env = env();
     let m = "org/gap";
     put_single(&env, m, "main", 1.0);
     let mut opts = env.opts();
-    opts.max_attempts = 3;
+    opts.max_attempts = 5;
     env.hub
         .inject(m, "model.safetensors", FaultKind::Status(503), 4);
     let got = Hub::new(opts)
@@ -658,43 +658,33 @@ fn a_branch_serving_the_same_files_is_flagged_identical() {
 }
 
 #[test]
-fn files_written_by_hf_hub_alone_are_reused() {
-    // The cache layout written here and by hf-hub is one: a file that hf-hub downloaded by
-    // itself counts as cached.
-    let env = env();
-    let m = "org/shared";
-    put_single(&env, m, "main", 1.0);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = hf_hub::HFClient::builder()
-        .endpoint(env.hub.endpoint())
-        .cache_dir(env.cache.clone())
-        .build()
-        .unwrap();
-    let path = rt
-        .block_on(
-            client
-                .model("org", "shared")
-                .download_file()
-                .filename("model.safetensors")
-                .send(),
-        )
-        .unwrap();
-    let commit = env.hub.commit_of(m, "main").unwrap();
-    assert_eq!(
-        path,
-        env.cache
-            .join("models--org--shared/snapshots")
-            .join(&commit)
-            .join("model.safetensors")
+fn a_hub_that_refuses_connections_ends_the_fetch_at_once_with_a_hint() {
+    // A port nothing listens on: the connection is refused. Retrying cannot help, so the
+    // error is the final `Unreachable` (not "failed after N attempts"), naming the host and
+    // what to do.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts =
+        attn_spectra_hub::HubOptions::new(format!("http://127.0.0.1:{port}"), dir.path());
+    opts.progress = false;
+    opts.max_attempts = 5;
+    opts.retry_base_delay = Duration::from_millis(10);
+    let err = Hub::new(opts)
+        .unwrap()
+        .fetch("org/model", "main", Want::Auto)
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, HubError::Unreachable { .. }), "{err:?}");
+    assert!(
+        msg.contains(&format!("cannot reach http://127.0.0.1:{port}")),
+        "{msg}"
     );
-    env.hub.clear_requests();
-    let got = env.client().fetch(m, "main", Want::Auto).unwrap();
-    assert_eq!(
-        got.bytes_downloaded, got.files[0].size,
-        "only config.json was downloaded"
-    );
-    assert!(content_gets(&env.hub.requests(), m, "model.safetensors").is_empty());
+    assert!(msg.to_lowercase().contains("refused"), "{msg}");
+    for hint in ["HF_ENDPOINT", "--offline", "HTTPS_PROXY"] {
+        assert!(msg.contains(hint), "{hint} missing: {msg}");
+    }
+    assert!(!msg.contains("attempts"), "{msg}");
 }
