@@ -3,19 +3,18 @@
 //! written to `hypothesis/` and printed in the seed notebook's words.
 
 use anyhow::Result;
-use attn_spectra_sql::{TestPlan, render_text, run_tests, write_hypothesis};
+use attn_spectra_sql::{render_text, run_tests};
 
-use crate::commands::run::Context;
+use crate::context::Context;
 
 pub fn run(ctx: &Context) -> Result<()> {
-    let plan = TestPlan::from_spec(&ctx.pipeline.test)?;
-    let rows = run_tests(&ctx.out, &plan)?;
-    write_hypothesis(&ctx.out, &rows, &plan)?;
+    let plan = &ctx.pipeline.test;
+    let rows = run_tests(&ctx.out, plan)?;
     println!("{}", render_text(&rows, plan.alpha));
     ctx.progress.println(format!(
         "test: {} results -> {}",
         rows.len(),
-        ctx.out.join("hypothesis").display()
+        ctx.out.join(attn_spectra::dataset::HYPOTHESIS).display()
     ));
     Ok(())
 }

@@ -26,8 +26,9 @@ pub mod output;
 use std::path::PathBuf;
 
 pub use aggregate::{SHIPPED_SQL, SqlFile, aggregate, aggregate_files, read_sql_dir};
+pub use attn_spectra::pipeline::TestPlan;
 pub use dataset::{Dataset, QueryResult};
-pub use hypothesis::{HypothesisRow, TestPlan, render_text, run_tests, write_hypothesis};
+pub use hypothesis::{TestOutcome, render_text, run_tests, write_hypothesis};
 pub use output::OutputFormat;
 
 /// The version written into the metadata of every table this crate writes.
