@@ -11,7 +11,7 @@ use arrow_array::types::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
 };
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::Array;
 use arrow_schema::{DataType, TimeUnit};
 
 use crate::ReportError;
@@ -148,7 +148,7 @@ pub fn display_cell(a: &dyn Array, i: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{Float32Array, Int64Array, LargeStringArray, StringViewArray};
+    use arrow_array::{ArrayRef, Float32Array, Int64Array, LargeStringArray, StringViewArray};
     use std::sync::Arc;
 
     #[test]
