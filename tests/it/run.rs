@@ -32,6 +32,41 @@ fn sql_json(dir: &Path, query: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// U of group A (pairs a > b, ties one half) and the exact one-sided p for H1: A < B, by
+/// enumerating every split of the pooled values into groups of A's and B's sizes.
+fn exact_less(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let u = |a: &[f64], b: &[f64]| -> f64 {
+        a.iter()
+            .flat_map(|x| b.iter().map(move |y| (x, y)))
+            .map(|(x, y)| match x.partial_cmp(y).unwrap() {
+                std::cmp::Ordering::Greater => 1.0,
+                std::cmp::Ordering::Equal => 0.5,
+                std::cmp::Ordering::Less => 0.0,
+            })
+            .sum()
+    };
+    let observed = u(a, b);
+    let pooled: Vec<f64> = a.iter().chain(b).copied().collect();
+    let n = pooled.len();
+    let (mut at_most, mut splits) = (0u32, 0u32);
+    for mask in 0u32..(1 << n) {
+        if mask.count_ones() as usize != a.len() {
+            continue;
+        }
+        let pick = |inside: bool| -> Vec<f64> {
+            (0..n)
+                .filter(|i| (mask >> i & 1 == 1) == inside)
+                .map(|i| pooled[i])
+                .collect()
+        };
+        splits += 1;
+        if u(&pick(true), &pick(false)) <= observed {
+            at_most += 1;
+        }
+    }
+    (observed, f64::from(at_most) / f64::from(splits))
+}
+
 fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
@@ -133,23 +168,67 @@ fn run_all_on_the_demo_pipeline_writes_every_table_and_the_report() {
     assert_eq!(total[0]["n"], unnested[0]["n"]);
 
     // The hypothesis table: the seed's two tests are there, with 3 EleutherAI fixture models
-    // against 4 others, so the smallest one-sided p is 1/35.
+    // against 4 others. U and the exact one-sided p are recomputed here from the per-layer
+    // spectral norms in matrices/, by enumerating all C(7, 3) = 35 splits of the model means.
     let h = sql_json(
         &out_dir,
-        "SELECT metric, kind, n_a, n_b, p_value FROM hypothesis \
+        "SELECT metric, kind, n_a, n_b, u_statistic, p_value FROM hypothesis \
          WHERE metric = 'spectral_norm' AND kind IN ('W_V', 'W_O') ORDER BY kind",
     );
     assert_eq!(h.len(), 2, "{h:?}");
     for row in &h {
+        let kind = row["kind"].as_str().unwrap();
         assert_eq!(
             (row["n_a"].as_i64(), row["n_b"].as_i64()),
             (Some(3), Some(4))
         );
+        let means = sql_json(
+            &out_dir,
+            &format!(
+                "SELECT d.lab, m.model, m.layer, m.spectral_norm FROM matrices m \
+                 JOIN models d ON d.model = m.model \
+                 WHERE m.kind = '{kind}' AND m.head IS NULL ORDER BY m.model, m.layer"
+            ),
+        );
+        let mut per_model: std::collections::BTreeMap<(bool, String), Vec<f64>> =
+            Default::default();
+        for r in &means {
+            let eleuther = r["lab"].as_str() == Some("EleutherAI");
+            per_model
+                .entry((eleuther, r["model"].as_str().unwrap().to_string()))
+                .or_default()
+                .push(r["spectral_norm"].as_f64().unwrap());
+        }
+        let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+        let group = |a: bool| -> Vec<f64> {
+            per_model
+                .iter()
+                .filter(|((e, _), _)| *e == a)
+                .map(|(_, v)| mean(v))
+                .collect()
+        };
+        let (u, p) = exact_less(&group(true), &group(false));
+        let (got_u, got_p) = (
+            row["u_statistic"].as_f64().unwrap(),
+            row["p_value"].as_f64().unwrap(),
+        );
         assert!(
-            row["p_value"].as_f64().unwrap() >= 1.0 / 35.0 - 1e-12,
-            "{row}"
+            (got_u - u).abs() < 1e-9,
+            "{kind}: U {got_u}, recomputed {u}"
+        );
+        assert!(
+            (got_p - p).abs() < 1e-12,
+            "{kind}: p {got_p}, recomputed {p}"
         );
     }
+
+    // The report cross-checks its own W_V means against model_summary's, by the column name
+    // the shipped SQL writes.
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(
+        md.contains("`model_summary.w_v_mean` agrees with the W_V Mean above for 7 model(s)"),
+        "the report's model_summary cross-check did not run:\n{md}"
+    );
 
     // A second run resumes, from another directory with an absolute pipeline path: nothing
     // is recomputed.
@@ -402,6 +481,56 @@ fn a_killed_extract_leaves_no_partial_file_and_resumes_to_the_same_dataset() {
     let s = "SELECT model, layer, head, kind, singular_values FROM spectra \
              ORDER BY model, layer, kind, head";
     assert_eq!(sql_json(&resumed, s), sql_json(&clean, s));
+}
+
+/// `run all` goes on after failed models only when this run has outputs for at least one
+/// model: a matrices/ table left by an earlier run is no such proof.
+#[test]
+fn run_all_stops_when_no_model_of_the_pipeline_was_extracted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("d");
+    // An earlier run left a complete dataset here.
+    let out = pipeline(&[
+        "run",
+        "extract",
+        "--pipeline",
+        demo().to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    // Now a pipeline whose only model cannot be read.
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
+    let file = tmp.path().join("broken.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"broken\"\n[[models]]\nid = \"org/broken\"\nsource = \"{}\"\n",
+            broken.display()
+        ),
+    )
+    .unwrap();
+    let out = pipeline(&[
+        "run",
+        "all",
+        "--pipeline",
+        file.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("org/broken"), "{stderr}");
+    // It stopped at extract: no aggregate table, no report from the old tables.
+    assert!(
+        !out_dir.join("model_summary").exists(),
+        "{stdout}\n{stderr}"
+    );
+    assert!(!out_dir.join("report").exists(), "{stdout}\n{stderr}");
 }
 
 /// Extracts the demo pipeline with `backend` into a fresh directory.

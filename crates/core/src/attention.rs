@@ -11,8 +11,8 @@
 
 use std::path::PathBuf;
 
-use crate::arch::Geometry;
 use crate::dtype::DType;
+use crate::geometry::Geometry;
 use crate::matrix::Matrix;
 
 /// The pre-attention normalisation of a layer, as the model applies it.
@@ -55,6 +55,15 @@ pub enum FoldOutcome {
     NoPreAttentionNorm,
     /// Already folded earlier.
     AlreadyFolded,
+}
+
+/// A head index beyond what a per-head vector holds.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("head {head} of size {d_head} is outside a bias of {len} values")]
+pub struct HeadOutOfRange {
+    pub head: usize,
+    pub d_head: usize,
+    pub len: usize,
 }
 
 /// One layer's attention weights in canonical layout.
@@ -131,13 +140,32 @@ impl LayerAttention {
             .col_block(h * self.geometry.d_head, self.geometry.d_head)
     }
 
-    /// Slice of a per-output bias belonging to head `h` (or KV head).
-    pub fn head_bias(bias: &Option<Vec<f64>>, h: usize, d_head: usize) -> Option<&[f64]> {
-        bias.as_deref().map(|b| &b[h * d_head..(h + 1) * d_head])
+    /// The slice of a per-output bias belonging to head `h` (or KV head): `Ok(None)` when
+    /// there is no bias, an error when the bias has no head `h` of `d_head` values.
+    pub fn head_bias(
+        bias: &Option<Vec<f64>>,
+        h: usize,
+        d_head: usize,
+    ) -> Result<Option<&[f64]>, HeadOutOfRange> {
+        let Some(b) = bias.as_deref() else {
+            return Ok(None);
+        };
+        let slice = h
+            .checked_mul(d_head)
+            .and_then(|start| Some(start..start.checked_add(d_head)?))
+            .and_then(|range| b.get(range));
+        match slice {
+            Some(s) if d_head > 0 => Ok(Some(s)),
+            _ => Err(HeadOutOfRange {
+                head: h,
+                d_head,
+                len: b.len(),
+            }),
+        }
     }
 
-    /// The KV head read by query head `h`.
-    pub fn kv_of(&self, h: usize) -> usize {
+    /// The KV head read by query head `h`; `None` when `h` is not a query head of the layer.
+    pub fn kv_of(&self, h: usize) -> Option<usize> {
         self.geometry.kv_of(h)
     }
 
@@ -174,5 +202,28 @@ impl LayerAttention {
         }
         self.folded = true;
         FoldOutcome::Folded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Out-of-range heads are errors, never out-of-bounds slices.
+    #[test]
+    fn head_bias_checks_its_range() {
+        let bias = Some(vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(
+            LayerAttention::head_bias(&bias, 1, 2).unwrap(),
+            Some(&[3.0, 4.0][..])
+        );
+        assert_eq!(LayerAttention::head_bias(&None, 7, 2).unwrap(), None);
+        let err = LayerAttention::head_bias(&bias, 2, 2).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "head 2 of size 2 is outside a bias of 4 values"
+        );
+        assert!(LayerAttention::head_bias(&bias, usize::MAX, 2).is_err());
+        assert!(LayerAttention::head_bias(&bias, 0, 0).is_err());
     }
 }

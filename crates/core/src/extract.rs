@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::arch::{ArchError, Architecture};
 use crate::attention::{FoldOutcome, LayerAttention};
 use crate::checkpoint::Checkpoint;
-use crate::dataset::{FileRecord, ModelRow, Unit};
+use crate::dataset::{FileRecord, MatrixKey, MatrixRow, ModelRow, SpectrumRow, Unit};
 use crate::kind::MatrixKind;
 use crate::matrix::Matrix;
 use crate::pipeline::{ModelEntry, hex};
@@ -36,6 +36,8 @@ pub enum ExtractError {
         #[source]
         source: SpectralError,
     },
+    #[error("layer {layer}: {problem}")]
+    Geometry { layer: usize, problem: String },
     #[error("the model has no layers")]
     NoLayers,
     #[error("cannot read {path}: {source}")]
@@ -109,11 +111,18 @@ pub fn analyse_layer(
             g.n_heads
         };
         for h in 0..heads {
+            let kv = || {
+                layer.kv_of(h).ok_or_else(|| ExtractError::Geometry {
+                    layer: layer.layer,
+                    problem: g
+                        .check()
+                        .err()
+                        .unwrap_or_else(|| format!("query head {h} has no KV head")),
+                })
+            };
             let item = match kind {
-                MatrixKind::OV => Item::Product(layer.o_head(h), layer.v_head(layer.kv_of(h))),
-                MatrixKind::QK => {
-                    Item::Product(layer.q_head(h).transpose(), layer.k_head(layer.kv_of(h)))
-                }
+                MatrixKind::OV => Item::Product(layer.o_head(h), layer.v_head(kv()?)),
+                MatrixKind::QK => Item::Product(layer.q_head(h).transpose(), layer.k_head(kv()?)),
                 _ if !plan.per_head => continue,
                 MatrixKind::WQ => Item::Owned(layer.q_head(h)),
                 MatrixKind::WK => Item::Owned(layer.k_head(h)),
@@ -320,7 +329,38 @@ pub fn extract_unit(
         extracted_at_us: crate::dataset::now_us(),
         identical_to: source.provenance.identical_to.clone(),
     };
-    Ok(Unit::new(row, analysis.results))
+    Ok(into_unit(row, analysis.results))
+}
+
+/// The unit of `model` from the engine's results: one `matrices/` and one `spectra/` row per
+/// result (the singular values move, they are not copied).
+pub fn into_unit(model: ModelRow, results: Vec<MatrixResult>) -> Unit {
+    let mut matrices = Vec::with_capacity(results.len());
+    let mut spectra = Vec::with_capacity(results.len());
+    for r in results {
+        let key = MatrixKey {
+            model: model.model.clone(),
+            revision: model.revision.clone(),
+            layer: r.layer,
+            head: r.head,
+            kind: r.kind,
+        };
+        matrices.push(MatrixRow {
+            key: key.clone(),
+            rows: r.rows,
+            cols: r.cols,
+            metrics: r.metrics,
+        });
+        spectra.push(SpectrumRow {
+            key,
+            singular_values: r.singular_values,
+        });
+    }
+    Unit {
+        model,
+        matrices,
+        spectra,
+    }
 }
 
 /// sha256 of config.json, or of the configuration derived from a GGUF file's metadata.
@@ -357,4 +397,70 @@ pub fn matrices_per_layer(g: &crate::arch::Geometry, plan: &Plan) -> usize {
             }
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spectral::FaerBackend;
+
+    fn extract_fixture(dir: &str, fold_ln: bool) -> Unit {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/arch");
+        let entry = ModelEntry {
+            id: format!("fixture/{dir}"),
+            revision: "main".into(),
+            source: Some(root.join(dir)),
+            gguf: None,
+            lab: None,
+            heritage: None,
+            color: None,
+            marker: None,
+        };
+        let ckpt = Checkpoint::open(&root.join(dir)).unwrap();
+        let arch = Architecture::detect(ckpt.config()).unwrap();
+        let provenance = Provenance::local(&ckpt, |_| None).unwrap();
+        let plan = Plan {
+            kinds: vec![MatrixKind::WV],
+            per_head: false,
+            fold_ln,
+            precision: Precision::F64,
+        };
+        let source = ModelSource {
+            entry: &entry,
+            ckpt: &ckpt,
+            arch: &arch,
+            provenance: &provenance,
+        };
+        let backend = FaerBackend::new(1).unwrap();
+        extract_unit(&source, &plan, &backend, "faer", &mut |_| {}).unwrap()
+    }
+
+    /// `models.fold_ln` records what was done: asked for on a post-LayerNorm model (no
+    /// pre-attention gain), nothing is folded and the row says so.
+    #[test]
+    fn fold_ln_is_recorded_as_applied_only_when_it_was() {
+        assert!(extract_fixture("gpt2", true).model.fold_ln);
+        assert!(!extract_fixture("gpt2", false).model.fold_ln);
+        let post = extract_fixture("opt_post_ln", true);
+        assert!(!post.model.fold_ln);
+        // And the weights were indeed left alone: the same spectra as without folding.
+        let plain = extract_fixture("opt_post_ln", false);
+        assert_eq!(post.spectra, plain.spectra);
+    }
+
+    /// The unit's rows carry the model's identity and provenance, one matrices row and one
+    /// spectra row per analysed matrix.
+    #[test]
+    fn a_unit_holds_the_model_and_its_matrices() {
+        let u = extract_fixture("gpt2", false);
+        assert_eq!(u.model.model, "fixture/gpt2");
+        assert_eq!(u.model.architecture, "gpt2");
+        assert_eq!(u.model.source_format, "safetensors");
+        assert_eq!(u.model.backend, "faer");
+        assert_eq!(u.model.files[0].name, "config.json");
+        assert_eq!(u.matrices.len(), u.model.n_layers);
+        assert_eq!(u.spectra.len(), u.matrices.len());
+        assert!(u.matrices.iter().all(|m| m.key.kind == MatrixKind::WV));
+        assert_eq!(u.model.config_sha256.len(), 64);
+    }
 }

@@ -60,6 +60,7 @@ fn check_matrix(m: &Matrix, want: &Value, positions: &Value, what: &str) {
 
 fn bias_sum(l: &LayerAttention, bias: &Option<Vec<f64>>, h: usize) -> f64 {
     LayerAttention::head_bias(bias, h, l.geometry.d_head)
+        .unwrap()
         .expect("MiniLM has biases")
         .iter()
         .sum()

@@ -1,6 +1,7 @@
-//! Typed views of Arrow columns read from Parquet files, tolerant of the encodings other
-//! writers choose (DataFusion may write `Utf8View` or `LargeUtf8`, `Int64` counts, `Float32`).
-//! Every error names the file and the column.
+//! Typed views of the columns of the SQL result tables, which the report shows as text
+//! ([`crate::load::TextTable`]), tolerant of the encodings DataFusion chooses (`Utf8View` or
+//! `LargeUtf8`, `Int64` counts, `Float32`). Every error names the file and the column. The
+//! core tables are read through `attn_spectra::dataset`, which owns their columns.
 
 use std::path::Path;
 
@@ -10,7 +11,7 @@ use arrow_array::types::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
 };
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::Array;
 use arrow_schema::{DataType, TimeUnit};
 
 use crate::ReportError;
@@ -23,22 +24,6 @@ fn bad(path: &Path, column: &str, problem: impl Into<String>) -> ReportError {
     }
 }
 
-/// A column that must exist.
-pub fn required<'a>(
-    batch: &'a RecordBatch,
-    path: &Path,
-    name: &str,
-) -> Result<&'a ArrayRef, ReportError> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| bad(path, name, "is missing"))
-}
-
-/// A column that may be absent (older or newer writers).
-pub fn optional<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
-    batch.column_by_name(name)
-}
-
 /// Strings from a Utf8, LargeUtf8 or Utf8View column.
 pub fn strings(a: &dyn Array, path: &Path, name: &str) -> Result<Vec<Option<String>>, ReportError> {
     let own = |v: Option<&str>| v.map(str::to_string);
@@ -48,19 +33,6 @@ pub fn strings(a: &dyn Array, path: &Path, name: &str) -> Result<Vec<Option<Stri
         DataType::Utf8View => a.as_string_view().iter().map(own).collect(),
         other => return Err(bad(path, name, format!("is {other}, expected text"))),
     })
-}
-
-/// Strings that must not be null.
-pub fn strings_not_null(
-    a: &dyn Array,
-    path: &Path,
-    name: &str,
-) -> Result<Vec<String>, ReportError> {
-    strings(a, path, name)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| v.ok_or_else(|| bad(path, name, format!("is null in row {i}"))))
-        .collect()
 }
 
 /// Integers from any integer column.
@@ -90,15 +62,6 @@ pub fn ints(a: &dyn Array, path: &Path, name: &str) -> Result<Vec<Option<i64>>, 
     })
 }
 
-/// Integers that must not be null.
-pub fn ints_not_null(a: &dyn Array, path: &Path, name: &str) -> Result<Vec<i64>, ReportError> {
-    ints(a, path, name)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| v.ok_or_else(|| bad(path, name, format!("is null in row {i}"))))
-        .collect()
-}
-
 /// Numbers from a float or integer column; NaN becomes `None` (as the dataset writer stores it).
 pub fn floats(a: &dyn Array, path: &Path, name: &str) -> Result<Vec<Option<f64>>, ReportError> {
     let v: Vec<Option<f64>> = match a.data_type() {
@@ -116,14 +79,6 @@ pub fn floats(a: &dyn Array, path: &Path, name: &str) -> Result<Vec<Option<f64>>
         other => return Err(bad(path, name, format!("is {other}, expected a number"))),
     };
     Ok(v.into_iter().map(|x| x.filter(|f| !f.is_nan())).collect())
-}
-
-/// Booleans.
-pub fn bools(a: &dyn Array, path: &Path, name: &str) -> Result<Vec<Option<bool>>, ReportError> {
-    match a.data_type() {
-        DataType::Boolean => Ok(a.as_boolean().iter().collect()),
-        other => Err(bad(path, name, format!("is {other}, expected a boolean"))),
-    }
 }
 
 /// Timestamps as microseconds since the Unix epoch.
@@ -152,30 +107,6 @@ pub fn timestamps_us(
         }
         other => return Err(bad(path, name, format!("is {other}, expected a timestamp"))),
     })
-}
-
-/// Lists of floats (List or LargeList of Float64/Float32).
-pub fn float_lists(
-    a: &dyn Array,
-    path: &Path,
-    name: &str,
-) -> Result<Vec<Option<Vec<f64>>>, ReportError> {
-    let one = |item: Option<ArrayRef>| -> Result<Option<Vec<f64>>, ReportError> {
-        item.map(|values| {
-            floats(values.as_ref(), path, name)
-                .map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
-        })
-        .transpose()
-    };
-    match a.data_type() {
-        DataType::List(_) => a.as_list::<i32>().iter().map(one).collect(),
-        DataType::LargeList(_) => a.as_list::<i64>().iter().map(one).collect(),
-        other => Err(bad(
-            path,
-            name,
-            format!("is {other}, expected a list of numbers"),
-        )),
-    }
 }
 
 /// One cell as display text, for tables whose columns the report does not know in advance.
@@ -217,7 +148,7 @@ pub fn display_cell(a: &dyn Array, i: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{Float32Array, Int64Array, LargeStringArray, StringViewArray};
+    use arrow_array::{ArrayRef, Float32Array, Int64Array, LargeStringArray, StringViewArray};
     use std::sync::Arc;
 
     #[test]
@@ -226,18 +157,10 @@ mod tests {
         let a: ArrayRef = Arc::new(LargeStringArray::from(vec![Some("a"), None]));
         assert_eq!(strings(&a, p, "c").unwrap(), vec![Some("a".into()), None]);
         let a: ArrayRef = Arc::new(StringViewArray::from(vec!["x"]));
-        assert_eq!(strings_not_null(&a, p, "c").unwrap(), vec!["x".to_string()]);
+        assert_eq!(strings(&a, p, "c").unwrap(), vec![Some("x".to_string())]);
         let a: ArrayRef = Arc::new(Int64Array::from(vec![1]));
         let e = strings(&a, p, "lab").unwrap_err().to_string();
         assert!(e.contains("t.parquet") && e.contains("`lab`"), "{e}");
-    }
-
-    #[test]
-    fn nulls_are_errors_where_required() {
-        let p = Path::new("t.parquet");
-        let a: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None]));
-        let e = ints_not_null(&a, p, "layer").unwrap_err().to_string();
-        assert!(e.contains("row 1") && e.contains("`layer`"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   hypothesis test results and their caveats, and provenance;
 //! - the seed notebook's JSON, `restriction_map_spectral_<YYYYMMDD_HHMMSS>.json`.
 //!
-//! Tables are read with the parquet crate's Arrow reader; missing aggregate or hypothesis
+//! The core tables are read into their row types by `attn_spectra::dataset` (the one owner
+//! of their columns), the SQL result tables as text; missing aggregate or hypothesis
 //! tables leave their section out with a note, so the report works on a dataset that only
 //! went through `extract`. Every file is written atomically (temporary file, then rename).
 //!

@@ -9,7 +9,7 @@ use std::path::Path;
 use attn_spectra::dataset::{DatasetDir, UnitMeta};
 use attn_spectra::extract::{MatrixResult, ModelSource, Plan, Provenance, extract_unit};
 use attn_spectra::pipeline::ModelEntry;
-use attn_spectra::spectral::{FaerBackend, Precision};
+use attn_spectra::spectral::{FaerBackend, Metric, Precision};
 use attn_spectra::{Architecture, Checkpoint, MatrixKind};
 use attn_spectra_sql::{Dataset, TestPlan, aggregate, run_tests};
 
@@ -171,11 +171,79 @@ fn shipped_sql_and_tests_run_on_extract_output() {
     assert_eq!(float(2), 0.0);
     assert_eq!(float(3), 1.0);
 
-    // The default test runs: 2 EleutherAI models against 3 others.
-    let rows = run_tests(dir.path(), &TestPlan::default()).unwrap();
-    assert_eq!(rows.len(), 12);
-    assert!(rows.iter().all(|r| r.row.n_a == 2 && r.row.n_b == 3));
-    // With 2 against 3 models the smallest one-sided p is 1/10: never below 0.05.
-    assert!(rows.iter().all(|r| r.row.p_value >= 0.1 - 1e-12));
-    assert!(rows.iter().all(|r| r.row.verdict == "NOT SUPPORTED"));
+    // The default test runs: 2 EleutherAI models against 3 others. Each row's U and exact
+    // p are recomputed here from the engine's results, by enumerating all C(5, 2) = 10 ways
+    // to split the five model means into groups of 2 and 3.
+    let plan = TestPlan::default();
+    let tests = run_tests(dir.path(), &plan).unwrap();
+    assert_eq!(tests.len(), 12);
+    for t in &tests {
+        let r = &t.row;
+        let (metric, kind): (Metric, MatrixKind) =
+            (r.metric.parse().unwrap(), r.kind.parse().unwrap());
+        let mean_of = |id: &str| {
+            let results = &engine.iter().find(|(m, _)| m == id).unwrap().1;
+            let v: Vec<f64> = results
+                .iter()
+                .filter(|x| x.kind == kind && x.head.is_some() == kind.is_circuit())
+                .map(|x| x.metrics.value(metric))
+                .filter(|v| !v.is_nan())
+                .collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        let (a, b): (Vec<f64>, Vec<f64>) = (
+            MODELS[..2].iter().map(|(_, id, _)| mean_of(id)).collect(),
+            MODELS[2..].iter().map(|(_, id, _)| mean_of(id)).collect(),
+        );
+        let (u, p) = exact_less(&a, &b);
+        let what = format!("{} {}", r.metric, r.kind);
+        assert_eq!((r.n_a, r.n_b), (2, 3), "{what}");
+        close(r.u_statistic, u, &format!("{what} U"));
+        close(r.p_value, p, &format!("{what} exact p"));
+        let verdict = if p < plan.alpha {
+            "SUPPORTED"
+        } else {
+            "NOT SUPPORTED"
+        };
+        assert_eq!(r.verdict, verdict, "{what}");
+    }
+}
+
+/// U of group A (pairs a > b, ties one half) and the exact one-sided p for H1: A < B, by
+/// enumerating every split of the pooled values into groups of A's and B's sizes.
+fn exact_less(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let u = |a: &[f64], b: &[f64]| -> f64 {
+        a.iter()
+            .flat_map(|x| b.iter().map(move |y| (x, y)))
+            .map(|(x, y)| match x.partial_cmp(y).unwrap() {
+                std::cmp::Ordering::Greater => 1.0,
+                std::cmp::Ordering::Equal => 0.5,
+                std::cmp::Ordering::Less => 0.0,
+            })
+            .sum()
+    };
+    let observed = u(a, b);
+    let pooled: Vec<f64> = a.iter().chain(b).copied().collect();
+    let n = pooled.len();
+    let (mut at_most, mut splits) = (0u32, 0u32);
+    for mask in 0u32..(1 << n) {
+        if mask.count_ones() as usize != a.len() {
+            continue;
+        }
+        let (ga, gb): (Vec<f64>, Vec<f64>) = (
+            (0..n)
+                .filter(|i| mask >> i & 1 == 1)
+                .map(|i| pooled[i])
+                .collect(),
+            (0..n)
+                .filter(|i| mask >> i & 1 == 0)
+                .map(|i| pooled[i])
+                .collect(),
+        );
+        splits += 1;
+        if u(&ga, &gb) <= observed {
+            at_most += 1;
+        }
+    }
+    (observed, f64::from(at_most) / f64::from(splits))
 }

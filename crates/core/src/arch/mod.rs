@@ -15,29 +15,8 @@ pub use spec::{ArchSpec, Layout, Norm, QkNorm, Qkv, Storage};
 use crate::attention::{LayerAttention, PreNorm, ProjectionSource};
 use crate::checkpoint::{Checkpoint, CheckpointError, TensorMeta};
 use crate::config::{ConfigError, ModelConfig};
+pub use crate::geometry::Geometry;
 use crate::matrix::Matrix;
-
-/// The attention dimensions of a model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Geometry {
-    pub n_layers: usize,
-    pub d_model: usize,
-    pub n_heads: usize,
-    pub n_kv_heads: usize,
-    pub d_head: usize,
-}
-
-impl Geometry {
-    /// The KV head read by query head `h`: `h / (n_heads / n_kv_heads)`.
-    pub fn kv_of(&self, h: usize) -> usize {
-        h / (self.n_heads / self.n_kv_heads)
-    }
-
-    /// The map h -> g for every query head.
-    pub fn head_to_kv(&self) -> Vec<usize> {
-        (0..self.n_heads).map(|h| self.kv_of(h)).collect()
-    }
-}
 
 /// Errors detecting an architecture or reading its attention weights.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +85,7 @@ impl Architecture {
         };
         let d_head = match config.usize_opt(k.head_dim)? {
             Some(d) => d,
-            None if d_model.is_multiple_of(n_heads) => d_model / n_heads,
+            None if n_heads > 0 && d_model.is_multiple_of(n_heads) => d_model / n_heads,
             None => {
                 return Err(geometry_error(format!(
                     "width {d_model} is not divisible by {n_heads} heads and no head_dim is given"
@@ -127,13 +106,7 @@ impl Architecture {
         if let Some(adjust) = spec.adjust {
             adjust(config, &mut layout)?;
         }
-        let g = &layout.geometry;
-        if g.n_kv_heads == 0 || !g.n_heads.is_multiple_of(g.n_kv_heads) {
-            return Err(geometry_error(format!(
-                "{} attention heads cannot be grouped over {} key/value heads",
-                g.n_heads, g.n_kv_heads
-            )));
-        }
+        layout.geometry.check().map_err(geometry_error)?;
         Ok(Architecture {
             spec,
             layout,
@@ -276,7 +249,7 @@ impl LayerReader<'_> {
             projection,
             tensor: meta.name.clone(),
             stored_name: meta.stored_name.clone(),
-            file: self.ckpt.file_of(meta).to_path_buf(),
+            file: self.ckpt.file_for_message(meta),
             dtype: meta.dtype,
             shape: meta.shape.clone(),
             slice,
@@ -286,7 +259,7 @@ impl LayerReader<'_> {
     fn mismatch(&self, meta: &TensorMeta, expected: Vec<usize>, reason: String) -> ArchError {
         ArchError::ShapeMismatch(Box::new(ShapeMismatch {
             tensor: meta.name.clone(),
-            file: self.ckpt.file_of(meta).to_path_buf(),
+            file: self.ckpt.file_for_message(meta),
             shape: meta.shape.clone(),
             expected,
             config: self.config.clone(),
@@ -592,7 +565,7 @@ mod tests {
         assert_eq!(first_col(&l.w_q), vec![0., 1., 6., 7.]);
         assert_eq!(first_col(&l.w_k), vec![2., 3., 8., 9.]);
         assert_eq!(first_col(&l.w_v), vec![4., 5., 10., 11.]);
-        assert_eq!(l.geometry.head_to_kv(), vec![0, 1]);
+        assert_eq!(l.geometry.head_to_kv(), Some(vec![0, 1]));
     }
 
     #[test]
@@ -626,7 +599,7 @@ mod tests {
         assert_eq!(col(&l.w_q), vec![0., 1., 4., 5.]);
         assert_eq!(col(&l.w_k), vec![2., 6.]);
         assert_eq!(col(&l.w_v), vec![3., 7.]);
-        assert_eq!(l.geometry.head_to_kv(), vec![0, 0, 1, 1]);
+        assert_eq!(l.geometry.head_to_kv(), Some(vec![0, 0, 1, 1]));
     }
 
     #[test]

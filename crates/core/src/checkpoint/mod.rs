@@ -287,9 +287,18 @@ impl Checkpoint {
         self.store.tensors()
     }
 
-    /// The file holding `meta`.
-    pub fn file_of(&self, meta: &TensorMeta) -> &Path {
-        &self.store.files()[meta.file]
+    /// The file holding `meta`; `None` when `meta` is not a tensor of this checkpoint (a
+    /// hand-built [`TensorMeta`] whose file index is out of range).
+    pub fn file_of(&self, meta: &TensorMeta) -> Option<&Path> {
+        self.store.files().get(meta.file).map(PathBuf::as_path)
+    }
+
+    /// The file holding `meta` for messages: the checkpoint's root when `meta` is not one of
+    /// its tensors.
+    pub(crate) fn file_for_message(&self, meta: &TensorMeta) -> PathBuf {
+        self.file_of(meta)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone())
     }
 
     /// The tensor whose name is `suffix` or ends with `.` + `suffix`.
@@ -342,7 +351,7 @@ impl Checkpoint {
         if let Some(first) = data.iter().position(|x| !x.is_finite()) {
             return Err(CheckpointError::NonFinite {
                 tensor: meta.name.clone(),
-                file: self.file_of(meta).to_path_buf(),
+                file: self.file_for_message(meta),
                 count: data.iter().filter(|x| !x.is_finite()).count(),
                 first,
                 value: data[first],
@@ -372,7 +381,7 @@ impl Checkpoint {
     fn bad_rank(&self, meta: &TensorMeta, expected: &'static str) -> CheckpointError {
         CheckpointError::BadRank {
             tensor: meta.name.clone(),
-            file: self.file_of(meta).to_path_buf(),
+            file: self.file_for_message(meta),
             shape: meta.shape.clone(),
             expected,
         }
@@ -394,4 +403,41 @@ pub(crate) fn release_pages(map: &memmap2::Mmap, offset: usize, len: usize) {
     }
     #[cfg(not(unix))]
     let _ = (map, offset, len);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::safetensors::write_file;
+
+    /// A hand-built tensor description that is not the checkpoint's gives `None` and
+    /// errors, never an out-of-bounds index.
+    #[test]
+    fn foreign_tensor_metas_do_not_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
+        let bytes: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        write_file(
+            &dir.path().join("model.safetensors"),
+            &[("w", DType::F32, vec![2], bytes)],
+        )
+        .unwrap();
+        let ckpt = Checkpoint::open(dir.path()).unwrap();
+        let real = ckpt.require("w").unwrap().clone();
+        assert!(ckpt.file_of(&real).is_some());
+        let foreign = TensorMeta {
+            file: 7,
+            shape: vec![1, 2],
+            ..real.clone()
+        };
+        assert_eq!(ckpt.file_of(&foreign), None);
+        // The wrong rank is reported, naming the checkpoint instead of a file.
+        let err = ckpt.read_vector(&foreign).unwrap_err().to_string();
+        assert!(err.contains("1-D vector"), "{err}");
+        let missing = TensorMeta {
+            name: "nope".into(),
+            ..real
+        };
+        assert!(ckpt.read(&missing).is_err());
+    }
 }

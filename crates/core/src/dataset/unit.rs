@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 
 use super::files::{self, parquet_files, read_batches, read_metadata, write_parquet_atomic};
 use super::{
-    DatasetError, FAILURES, FailureRow, MATRICES, MODELS, MatrixKey, MatrixRow, ModelRow, SPECTRA,
+    DatasetError, FAILURES, FailureRow, MATRICES, MODELS, MatrixRow, ModelRow, SPECTRA,
     SpectrumRow, TableRow, file_stem, table_file,
 };
-use crate::extract::MatrixResult;
 
 /// Parquet key-value metadata keys of a unit's files.
 pub const META_PIPELINE_FILE: &str = "attn_spectra.pipeline_file";
@@ -60,45 +59,13 @@ impl UnitMeta {
     }
 }
 
-/// One model's rows.
+/// One model's rows (made from the extract engine's results by
+/// [`extract_unit`](crate::extract::extract_unit)).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Unit {
     pub model: ModelRow,
     pub matrices: Vec<MatrixRow>,
     pub spectra: Vec<SpectrumRow>,
-}
-
-impl Unit {
-    /// The unit of `model` from the extract engine's results (their singular values move
-    /// into the `spectra/` rows).
-    pub fn new(model: ModelRow, results: Vec<MatrixResult>) -> Unit {
-        let mut matrices = Vec::with_capacity(results.len());
-        let mut spectra = Vec::with_capacity(results.len());
-        for r in results {
-            let key = MatrixKey {
-                model: model.model.clone(),
-                revision: model.revision.clone(),
-                layer: r.layer,
-                head: r.head,
-                kind: r.kind,
-            };
-            matrices.push(MatrixRow {
-                key: key.clone(),
-                rows: r.rows,
-                cols: r.cols,
-                metrics: r.metrics,
-            });
-            spectra.push(SpectrumRow {
-                key,
-                singular_values: r.singular_values,
-            });
-        }
-        Unit {
-            model,
-            matrices,
-            spectra,
-        }
-    }
 }
 
 /// A dataset directory: where its tables live, how units are written, how rows are read.
@@ -259,6 +226,7 @@ pub fn read_rows<R: TableRow>(path: &Path) -> Result<Vec<R>, DatasetError> {
 mod tests {
     use super::*;
     use crate::MatrixKind;
+    use crate::dataset::MatrixKey;
     use crate::spectral::metrics;
 
     fn meta(hash: &str) -> UnitMeta {
@@ -271,16 +239,26 @@ mod tests {
     }
 
     fn unit(model: &str) -> Unit {
-        let results = vec![MatrixResult {
+        let key = MatrixKey {
+            model: model.into(),
+            revision: "main".into(),
             layer: 0,
             head: None,
             kind: MatrixKind::WV,
-            rows: 2,
-            cols: 2,
-            singular_values: vec![2.0, 1.0],
-            metrics: metrics(&[2.0, 1.0]),
-        }];
-        Unit::new(super::super::models::example(model), results)
+        };
+        Unit {
+            model: super::super::models::example(model),
+            matrices: vec![MatrixRow {
+                key: key.clone(),
+                rows: 2,
+                cols: 2,
+                metrics: metrics(&[2.0, 1.0]),
+            }],
+            spectra: vec![SpectrumRow {
+                key,
+                singular_values: vec![2.0, 1.0],
+            }],
+        }
     }
 
     #[test]

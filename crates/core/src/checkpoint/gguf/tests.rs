@@ -3,6 +3,7 @@
 use super::format::MAX_ARRAY_DEPTH;
 use super::*;
 use crate::config::ModelConfig;
+use crate::dtype::DType;
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
