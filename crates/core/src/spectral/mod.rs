@@ -118,6 +118,7 @@
 //! * f32 SVD errors: at most 3.4e-6 (768) and 4.6e-6 (1024) relative to σ_1 against LAPACK
 //!   f64 (LAPACK's own sgesdd: 2.9e-6 and 2.4e-6); f64: below 1e-14.
 
+pub mod baseline;
 mod faer_backend;
 mod metrics;
 
