@@ -10,7 +10,7 @@ pub mod spec;
 
 use std::path::PathBuf;
 
-pub use spec::{ArchSpec, Layout, Norm, Qkv, Storage};
+pub use spec::{ArchSpec, Layout, Norm, QkNorm, Qkv, Storage};
 
 use crate::attention::{LayerAttention, PreNorm, ProjectionSource};
 use crate::checkpoint::{Checkpoint, CheckpointError, TensorMeta};
@@ -174,7 +174,14 @@ impl Architecture {
             config: &self.config_path,
             sources: Vec::new(),
         };
-        reader.read(layer, g, self.layout.qkv, self.spec.out, self.layout.norm)
+        reader.read(
+            layer,
+            g,
+            self.layout.qkv,
+            self.spec.out,
+            self.layout.norm,
+            self.spec.qk_norm,
+        )
     }
 }
 
@@ -341,6 +348,7 @@ impl LayerReader<'_> {
         qkv: Qkv,
         out: &str,
         norm: Norm,
+        qk_norm: QkNorm,
     ) -> Result<LayerAttention, ArchError> {
         let (d, dh) = (g.d_model, g.d_head);
         let (q_rows, kv_rows) = (g.n_heads * dh, g.n_kv_heads * dh);
@@ -443,6 +451,7 @@ impl LayerReader<'_> {
             None => None,
         };
         let pre = self.norm(norm, d)?;
+        self.qk_norm(qk_norm)?;
         Ok(LayerAttention::new(
             layer,
             g,
@@ -453,9 +462,33 @@ impl LayerReader<'_> {
         ))
     }
 
+    /// Records the query/key norm gains the model applies after the projections (present only
+    /// when the config enables them); they are not applied to the reported matrices.
+    fn qk_norm(&mut self, qk_norm: QkNorm) -> Result<(), ArchError> {
+        let (q, k) = match qk_norm {
+            QkNorm::PerHeadRms { q, k }
+            | QkNorm::WholeRms { q, k }
+            | QkNorm::PerHeadLayerNorm { q, k } => (q, k),
+            QkNorm::None | QkNorm::PerHeadL2 => return Ok(()),
+        };
+        for (projection, name) in [("q_norm", q), ("k_norm", k)] {
+            if let Some(meta) = self.meta_opt(&format!("{name}.weight"))? {
+                let meta = meta.clone();
+                self.record(projection, &meta, qk_norm.describe().to_string());
+            }
+        }
+        Ok(())
+    }
+
     fn norm(&mut self, norm: Norm, d: usize) -> Result<PreNorm, ArchError> {
         let (name, plus_one) = match norm {
             Norm::Post => return Ok(PreNorm::None),
+            Norm::LayerNormNoParams => {
+                return Ok(PreNorm::LayerNorm {
+                    gain: vec![1.0; d],
+                    bias: None,
+                });
+            }
             Norm::LayerNorm(n) | Norm::RmsNorm(n) => (n, false),
             Norm::RmsNormPlusOne(n) => (n, true),
         };

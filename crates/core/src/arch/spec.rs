@@ -6,8 +6,17 @@
 //! whether weights are `nn.Linear` [out, in] or GPT-2's `Conv1D` [in, out], and which norm
 //! precedes attention. Settings that depend on the config (Falcon's three fused layouts,
 //! OPT's post-LayerNorm variant) go in the entry's `adjust` function.
+//!
+//! The same entry says how llama.cpp names the architecture in GGUF files ([`GgufNames`]):
+//! its `general.architecture`, the Hugging Face prefix of its tensors, the names of the tensors
+//! around attention, and the configuration keys; the GGUF reader
+//! ([`crate::checkpoint::gguf`]) derives every attention tensor's name and layout from the
+//! entry's `qkv`, `out`, `storage` and `norm`, so there is no second table.
+
+use serde_json::{Map, Value};
 
 use super::{ArchError, Geometry};
+use crate::checkpoint::CheckpointError;
 use crate::config::ModelConfig;
 
 /// How a weight matrix is stored.
@@ -45,8 +54,61 @@ pub enum Norm {
     RmsNorm(&'static str),
     /// RMSNorm applied as x̂ · (1 + w) (Gemma).
     RmsNormPlusOne(&'static str),
-    /// Post-LayerNorm: no norm before attention.
+    /// LayerNorm without learned gain or bias (OLMo): the gain is 1.
+    LayerNormNoParams,
+    /// No norm before attention: post-LayerNorm models (BERT), and models that normalise the
+    /// attention output instead (OLMo 2, EXAONE 4).
     Post,
+}
+
+/// A normalisation of the queries and keys after W_Q and W_K, inside the attention logits.
+///
+/// It is not linear, so it cannot be folded into the projections: the tool reports W_Q^h and
+/// W_K^g as they are and records (in the layer's sources and in `pipeline inspect`) that the
+/// model normalises them. Names are relative to the layer prefix, without `.weight`; a gain
+/// that is absent from a checkpoint (a config that turns the norm off) is simply not recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QkNorm {
+    None,
+    /// RMSNorm over each head's d_head outputs, one gain vector shared by the heads (Qwen3,
+    /// Gemma 3, EXAONE 4, Apertus).
+    PerHeadRms {
+        q: &'static str,
+        k: &'static str,
+    },
+    /// RMSNorm over the whole projection's outputs, all heads at once (OLMo 2).
+    WholeRms {
+        q: &'static str,
+        k: &'static str,
+    },
+    /// LayerNorm over each head's outputs, when the config enables it (Cohere `use_qk_norm`,
+    /// StableLM `qk_layernorm`, Persimmon `qk_layernorm`).
+    PerHeadLayerNorm {
+        q: &'static str,
+        k: &'static str,
+    },
+    /// Parameter-free L2 normalisation of each head's query and key (Llama 4, on its rotary
+    /// layers when `use_qk_norm`).
+    PerHeadL2,
+}
+
+impl QkNorm {
+    /// A short description for `pipeline inspect` and the sources of each layer.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            QkNorm::None => "none",
+            QkNorm::PerHeadRms { .. } => {
+                "per-head RMSNorm of q and k after the projections (not folded)"
+            }
+            QkNorm::WholeRms { .. } => "RMSNorm of the whole q and k projections (not folded)",
+            QkNorm::PerHeadLayerNorm { .. } => {
+                "per-head LayerNorm of q and k after the projections when the config enables it (not folded)"
+            }
+            QkNorm::PerHeadL2 => {
+                "parameter-free L2 norm of each head's q and k on rotary layers (not folded)"
+            }
+        }
+    }
 }
 
 impl Norm {
@@ -56,6 +118,7 @@ impl Norm {
             Norm::LayerNorm(_) => "layernorm",
             Norm::RmsNorm(_) => "rmsnorm",
             Norm::RmsNormPlusOne(_) => "rmsnorm_plus_one",
+            Norm::LayerNormNoParams => "layernorm",
             Norm::Post => "none",
         }
     }
@@ -101,6 +164,111 @@ pub struct ArchSpec {
     pub norm: Norm,
     /// Config-dependent changes to the layout.
     pub adjust: Option<Adjust>,
+    /// What the model does to queries and keys after W_Q and W_K, recorded, not applied.
+    pub qk_norm: QkNorm,
+    /// How llama.cpp's GGUF files name this architecture; `None` when it has no GGUF mapping.
+    pub gguf: Option<GgufNames>,
+}
+
+/// How llama.cpp (`convert_hf_to_gguf.py`) names an architecture's tensors and metadata.
+///
+/// Attention tensors are derived from the entry itself: `blk.N.attn_norm` is the entry's norm,
+/// `attn_q`/`attn_k`/`attn_v` its separate projections, `attn_qkv` its fused tensor (always
+/// `[Q; K; V]` in GGUF, restored to the entry's `qkv` layout, or split when the entry has
+/// separate projections), `attn_output` its `out`. Conv1D entries have their weights transposed
+/// back; entries whose norm is applied as `1 + w` have the converter's added 1 subtracted from
+/// every `*_norm` weight.
+#[derive(Clone, Copy, Debug)]
+pub struct GgufNames {
+    /// The `general.architecture` value.
+    pub arch: &'static str,
+    /// The Hugging Face name prefix in front of the entry's `layer` (`model.` for
+    /// `model.layers.3.`).
+    pub root: &'static str,
+    /// Tensors outside the layers: (GGUF name without `.weight`/`.bias`, Hugging Face name).
+    pub globals: &'static [(&'static str, &'static str)],
+    /// Layer tensors besides the attention ones above (MLP, further norms): (GGUF part after
+    /// `blk.N.`, Hugging Face module after the layer prefix).
+    pub layer: &'static [(&'static str, &'static str)],
+    /// Whether the Hugging Face fused layout exists with fewer key/value heads than query
+    /// heads (Falcon's groups); if not, such a GGUF `attn_qkv` is refused.
+    pub fused_kv_groups: bool,
+    /// (GGUF part, Hugging Face module): when a layer has this GGUF tensor, its `attn_norm` is
+    /// that module instead of the entry's norm (Falcon-40B's `attn_norm_2` -> `ln_attn`).
+    pub split_attn_norm: Option<(&'static str, &'static str)>,
+    /// (metadata key after `<arch>.`, required value): `attn_qkv` is mapped only when the key
+    /// is absent or has this value (Falcon's `tensor_data_layout`, `jploski`).
+    pub qkv_layout: Option<(&'static str, &'static str)>,
+    pub config: GgufConfig,
+}
+
+/// Configuration keys a GGUF file's metadata fills beyond the dimensions (which go under the
+/// entry's `keys` and the usual Hugging Face names).
+#[derive(Clone, Copy, Debug)]
+pub struct GgufConfig {
+    /// Config key for `<arch>.attention.layer_norm_epsilon`.
+    pub layer_norm_eps: Option<&'static str>,
+    /// Config key for the rotary fraction `<arch>.rope.dimension_count / head_dim`.
+    pub rotary_fraction: Option<&'static str>,
+    /// Further config key for `<arch>.context_length`.
+    pub context: Option<&'static str>,
+    /// Further config key for `<arch>.feed_forward_length`.
+    pub feed_forward: Option<&'static str>,
+    /// Booleans copied when present: (metadata key after `<arch>.`, config key).
+    pub flags: &'static [(&'static str, &'static str)],
+    /// Anything that needs computing.
+    pub extra: Option<GgufExtra>,
+}
+
+/// The GGUF metadata and tensor names, as a configuration hook sees them.
+pub trait GgufMetadata {
+    /// An unsigned integer under `<arch>.{key}`.
+    fn arch_uint(&self, key: &str) -> Result<Option<usize>, CheckpointError>;
+    /// A float under `<arch>.{key}`.
+    fn arch_float(&self, key: &str) -> Result<Option<f64>, CheckpointError>;
+    /// Whether the file stores a tensor of this GGUF name.
+    fn has_tensor(&self, name: &str) -> bool;
+}
+
+/// A configuration hook: adds keys computed from the metadata.
+pub type GgufExtra = fn(&dyn GgufMetadata, &mut Map<String, Value>) -> Result<(), CheckpointError>;
+
+const NO_GGUF_CONFIG: GgufConfig = GgufConfig {
+    layer_norm_eps: None,
+    rotary_fraction: None,
+    context: None,
+    feed_forward: None,
+    flags: &[],
+    extra: None,
+};
+
+/// `model.embed_tokens`, `model.norm`, `lm_head`.
+const LLAMA_GGUF_GLOBALS: &[(&str, &str)] = &[
+    ("token_embd", "model.embed_tokens"),
+    ("output_norm", "model.norm"),
+    ("output", "lm_head"),
+];
+
+/// A pre-norm Llama MLP block.
+const LLAMA_GGUF_LAYER: &[(&str, &str)] = &[
+    ("ffn_norm", "post_attention_layernorm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// A Llama-like architecture in GGUF: `model.layers.N.`, the Llama MLP and top-level names.
+const fn llama_gguf(arch: &'static str) -> Option<GgufNames> {
+    Some(GgufNames {
+        arch,
+        root: "model.",
+        globals: LLAMA_GGUF_GLOBALS,
+        layer: LLAMA_GGUF_LAYER,
+        fused_kv_groups: false,
+        split_attn_norm: None,
+        qkv_layout: None,
+        config: NO_GGUF_CONFIG,
+    })
 }
 
 const HF_KEYS: Keys = Keys {
@@ -135,6 +303,31 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Conv1D,
         norm: Norm::LayerNorm("ln_1"),
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: Some(GgufNames {
+            arch: "gpt2",
+            root: "transformer.",
+            globals: &[
+                ("token_embd", "transformer.wte"),
+                ("position_embd", "transformer.wpe"),
+                ("output_norm", "transformer.ln_f"),
+                ("output", "lm_head"),
+            ],
+            layer: &[
+                ("ffn_norm", "ln_2"),
+                ("ffn_up", "mlp.c_fc"),
+                ("ffn_down", "mlp.c_proj"),
+            ],
+            fused_kv_groups: false,
+            split_attn_norm: None,
+            qkv_layout: None,
+            config: GgufConfig {
+                layer_norm_eps: Some("layer_norm_epsilon"),
+                context: Some("n_positions"),
+                feed_forward: Some("n_inner"),
+                ..NO_GGUF_CONFIG
+            },
+        }),
     },
     ArchSpec {
         model_type: "gpt_neo",
@@ -156,6 +349,8 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::LayerNorm("ln_1"),
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: None,
     },
     ArchSpec {
         model_type: "gptj",
@@ -177,6 +372,8 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::LayerNorm("ln_1"),
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: None,
     },
     ArchSpec {
         model_type: "gpt_neox",
@@ -188,6 +385,30 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::LayerNorm("input_layernorm"),
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: Some(GgufNames {
+            arch: "gptneox",
+            root: "gpt_neox.",
+            globals: &[
+                ("token_embd", "gpt_neox.embed_in"),
+                ("output_norm", "gpt_neox.final_layer_norm"),
+                ("output", "embed_out"),
+            ],
+            layer: &[
+                ("ffn_norm", "post_attention_layernorm"),
+                ("ffn_up", "mlp.dense_h_to_4h"),
+                ("ffn_down", "mlp.dense_4h_to_h"),
+            ],
+            fused_kv_groups: false,
+            split_attn_norm: None,
+            qkv_layout: None,
+            config: GgufConfig {
+                layer_norm_eps: Some("layer_norm_eps"),
+                rotary_fraction: Some("rotary_pct"),
+                flags: &[("use_parallel_residual", "use_parallel_residual")],
+                ..NO_GGUF_CONFIG
+            },
+        }),
     },
     ArchSpec {
         model_type: "opt",
@@ -203,6 +424,8 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::LayerNorm("self_attn_layer_norm"),
         adjust: Some(adjust_opt),
+        qk_norm: QkNorm::None,
+        gguf: None,
     },
     ArchSpec {
         model_type: "bloom",
@@ -220,6 +443,29 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::LayerNorm("input_layernorm"),
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: Some(GgufNames {
+            arch: "bloom",
+            root: "transformer.",
+            globals: &[
+                ("token_embd", "transformer.word_embeddings"),
+                ("token_embd_norm", "transformer.word_embeddings_layernorm"),
+                ("output_norm", "transformer.ln_f"),
+                ("output", "lm_head"),
+            ],
+            layer: &[
+                ("ffn_norm", "post_attention_layernorm"),
+                ("ffn_up", "mlp.dense_h_to_4h"),
+                ("ffn_down", "mlp.dense_4h_to_h"),
+            ],
+            fused_kv_groups: false,
+            split_attn_norm: None,
+            qkv_layout: None,
+            config: GgufConfig {
+                layer_norm_eps: Some("layer_norm_epsilon"),
+                ..NO_GGUF_CONFIG
+            },
+        }),
     },
     ArchSpec {
         model_type: "llama",
@@ -231,6 +477,8 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::RmsNorm("input_layernorm"),
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: llama_gguf("llama"),
     },
     ArchSpec {
         model_type: "mistral",
@@ -242,6 +490,8 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::RmsNorm("input_layernorm"),
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: llama_gguf("mistral"),
     },
     ArchSpec {
         model_type: "qwen2",
@@ -253,6 +503,8 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::RmsNorm("input_layernorm"),
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: llama_gguf("qwen2"),
     },
     ArchSpec {
         model_type: "gemma",
@@ -264,6 +516,8 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::RmsNormPlusOne("input_layernorm"),
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: llama_gguf("gemma"),
     },
     ArchSpec {
         model_type: "phi",
@@ -275,6 +529,25 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::LayerNorm("input_layernorm"),
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: Some(GgufNames {
+            arch: "phi2",
+            root: "model.",
+            globals: &[
+                ("token_embd", "model.embed_tokens"),
+                ("output_norm", "model.final_layernorm"),
+                ("output", "lm_head"),
+            ],
+            layer: &[("ffn_up", "mlp.fc1"), ("ffn_down", "mlp.fc2")],
+            fused_kv_groups: false,
+            split_attn_norm: None,
+            qkv_layout: None,
+            config: GgufConfig {
+                layer_norm_eps: Some("layer_norm_eps"),
+                rotary_fraction: Some("partial_rotary_factor"),
+                ..NO_GGUF_CONFIG
+            },
+        }),
     },
     ArchSpec {
         model_type: "falcon",
@@ -293,6 +566,29 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::LayerNorm("input_layernorm"),
         adjust: Some(adjust_falcon),
+        qk_norm: QkNorm::None,
+        gguf: Some(GgufNames {
+            arch: "falcon",
+            root: "transformer.",
+            globals: &[
+                ("token_embd", "transformer.word_embeddings"),
+                ("output_norm", "transformer.ln_f"),
+                ("output", "lm_head"),
+            ],
+            layer: &[
+                ("attn_norm_2", "ln_mlp"),
+                ("ffn_up", "mlp.dense_h_to_4h"),
+                ("ffn_down", "mlp.dense_4h_to_h"),
+            ],
+            fused_kv_groups: true,
+            split_attn_norm: Some(("attn_norm_2", "ln_attn")),
+            qkv_layout: Some(("tensor_data_layout", "jploski")),
+            config: GgufConfig {
+                layer_norm_eps: Some("layer_norm_epsilon"),
+                extra: Some(gguf_falcon),
+                ..NO_GGUF_CONFIG
+            },
+        }),
     },
     ArchSpec {
         model_type: "mpt",
@@ -310,6 +606,31 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::LayerNorm("norm_1"),
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: Some(GgufNames {
+            arch: "mpt",
+            root: "transformer.",
+            globals: &[
+                ("token_embd", "transformer.wte"),
+                ("position_embd", "transformer.wpe"),
+                ("output_norm", "transformer.norm_f"),
+                ("output", "lm_head"),
+            ],
+            layer: &[
+                ("ffn_norm", "norm_2"),
+                ("ffn_up", "ffn.up_proj"),
+                ("ffn_down", "ffn.down_proj"),
+            ],
+            fused_kv_groups: false,
+            split_attn_norm: None,
+            qkv_layout: None,
+            config: GgufConfig {
+                layer_norm_eps: Some("layer_norm_epsilon"),
+                context: Some("max_seq_len"),
+                extra: Some(gguf_mpt),
+                ..NO_GGUF_CONFIG
+            },
+        }),
     },
     ArchSpec {
         model_type: "bert",
@@ -325,6 +646,8 @@ pub static SPECS: &[ArchSpec] = &[
         storage: Storage::Linear,
         norm: Norm::Post,
         adjust: None,
+        qk_norm: QkNorm::None,
+        gguf: None,
     },
 ];
 
@@ -360,6 +683,57 @@ fn adjust_falcon(config: &ModelConfig, layout: &mut Layout) -> Result<(), ArchEr
         layout.norm = Norm::LayerNorm("ln_attn");
     }
     Ok(())
+}
+
+/// Falcon in GGUF: the fused layout follows from the number of key/value heads, the bias and
+/// the second norm from the tensors present.
+fn gguf_falcon(m: &dyn GgufMetadata, c: &mut Map<String, Value>) -> Result<(), CheckpointError> {
+    let kv = m.arch_uint("attention.head_count_kv")?.unwrap_or(1);
+    c.insert("num_kv_heads".into(), kv.into());
+    c.insert("multi_query".into(), (kv == 1).into());
+    c.insert("new_decoder_architecture".into(), (kv > 1).into());
+    c.insert("parallel_attn".into(), true.into());
+    c.insert("alibi".into(), false.into());
+    c.insert("bias".into(), m.has_tensor("blk.0.attn_qkv.bias").into());
+    // Falcon-40B style blocks normalise attention and MLP inputs separately.
+    let two_norms = m.has_tensor("blk.0.attn_norm_2.weight");
+    c.insert(
+        "num_ln_in_parallel_attn".into(),
+        if two_norms { 2 } else { 1 }.into(),
+    );
+    Ok(())
+}
+
+/// MPT in GGUF: ALiBi unless the file has learned positions, its bias maximum and QKV clip.
+fn gguf_mpt(m: &dyn GgufMetadata, c: &mut Map<String, Value>) -> Result<(), CheckpointError> {
+    let mut attn = Map::new();
+    attn.insert(
+        "alibi".into(),
+        (!m.has_tensor("position_embd.weight")).into(),
+    );
+    if let Some(b) = m.arch_float("attention.max_alibi_bias")? {
+        attn.insert("alibi_bias_max".into(), b.into());
+    }
+    if let Some(clip) = m.arch_float("attention.clamp_kqv")? {
+        attn.insert("clip_qkv".into(), clip.into());
+    }
+    c.insert("attn_config".into(), Value::Object(attn));
+    Ok(())
+}
+
+/// The entry whose GGUF `general.architecture` is `arch`, with its GGUF names.
+pub fn find_gguf(arch: &str) -> Option<(&'static ArchSpec, &'static GgufNames)> {
+    SPECS
+        .iter()
+        .find_map(|s| s.gguf.as_ref().filter(|g| g.arch == arch).map(|g| (s, g)))
+}
+
+/// The GGUF `general.architecture` values the registry maps, in table order.
+pub fn gguf_supported() -> Vec<&'static str> {
+    SPECS
+        .iter()
+        .filter_map(|s| s.gguf.map(|g| g.arch))
+        .collect()
 }
 
 /// The entry for `model_type`.
