@@ -1,9 +1,12 @@
 //! `pipeline run test`: the Dampener-vs-Expander test of the pipeline's `[test]` section
-//! (Mann-Whitney U, rank-biserial effect size, exact permutation test) over per-model means,
-//! written to `hypothesis/` and printed in the seed notebook's words.
+//! (Mann-Whitney U, rank-biserial effect size, exact permutation test, Holm/BH-adjusted p-values,
+//! the models per group needed for 80 % power) over per-model means, written to `hypothesis/`,
+//! and the size-controlled test written to `hypothesis_size/`; both printed.
 
 use anyhow::Result;
-use attn_spectra_sql::{TestPlan, render_text, run_tests, write_hypothesis};
+use attn_spectra_sql::{
+    TestPlan, render_size_text, render_text, run_size_tests, run_tests, write_hypothesis,
+};
 
 use crate::commands::run::Context;
 
@@ -12,10 +15,17 @@ pub fn run(ctx: &Context) -> Result<()> {
     let rows = run_tests(&ctx.out, &plan)?;
     write_hypothesis(&ctx.out, &rows, &plan)?;
     println!("{}", render_text(&rows, plan.alpha));
+    let size_rows = run_size_tests(&ctx.out, &plan)?;
+    println!("{}", render_size_text(&size_rows, plan.alpha));
     ctx.progress.println(format!(
         "test: {} results -> {}",
         rows.len(),
         ctx.out.join("hypothesis").display()
+    ));
+    ctx.progress.println(format!(
+        "test: {} size-controlled results -> {}",
+        size_rows.len(),
+        ctx.out.join("hypothesis_size").display()
     ));
     Ok(())
 }

@@ -78,13 +78,14 @@ impl QueryResult {
 }
 
 /// The core tables and their schemas; `matrices` is required.
-fn core_tables() -> [(&'static str, SchemaRef); 5] {
+fn core_tables() -> [(&'static str, SchemaRef); 6] {
     [
         (ds::MODELS, schema::models()),
         (ds::MATRICES, schema::matrices()),
         (ds::SPECTRA, schema::spectra()),
         (ds::FAILURES, schema::failures()),
         (ds::HYPOTHESIS, schema::hypothesis()),
+        (ds::HYPOTHESIS_SIZE, schema::hypothesis_size()),
     ]
 }
 

@@ -22,6 +22,7 @@ pub mod aggregate;
 pub mod dataset;
 pub mod hypothesis;
 pub mod output;
+pub mod size;
 
 use std::path::PathBuf;
 
@@ -29,6 +30,7 @@ pub use aggregate::{SHIPPED_SQL, SqlFile, aggregate, aggregate_files, read_sql_d
 pub use dataset::{Dataset, QueryResult};
 pub use hypothesis::{HypothesisRow, TestPlan, render_text, run_tests, write_hypothesis};
 pub use output::OutputFormat;
+pub use size::{SizeRow, render_size_text, run_size_tests};
 
 /// The version written into the metadata of every table this crate writes.
 pub const TOOL_VERSION: &str = concat!("attn-spectra ", env!("CARGO_PKG_VERSION"));

@@ -55,6 +55,7 @@ pub const MATRICES: &str = "matrices";
 pub const SPECTRA: &str = "spectra";
 pub const FAILURES: &str = "failures";
 pub const HYPOTHESIS: &str = "hypothesis";
+pub const HYPOTHESIS_SIZE: &str = "hypothesis_size";
 
 /// The file stem for a model and revision: `org--name@revision`, with any character outside
 /// `[A-Za-z0-9._-]` replaced by `_` (Hub ids use `/`, which becomes `--` as in the HF cache).

@@ -25,6 +25,9 @@ pub const METRIC_COLUMNS: &[&str] = &[
     "log_spectral_norm",
     "alpha_weighted",
     "entropy",
+    "mp_edge",
+    "spectral_norm_over_mp",
+    "mp_softrank",
 ];
 
 fn utf8(name: &str, nullable: bool) -> Field {
@@ -159,5 +162,38 @@ pub fn hypothesis() -> SchemaRef {
         f64f("rank_biserial"),
         f64f("p_permutation"),
         utf8("verdict", false),
+        f64f("p_holm"),
+        f64f("p_bh"),
+        f64f("cohens_d"),
+        Field::new("models_per_group_80", DataType::Int64, true),
+    ]))
+}
+
+/// `hypothesis_size/`: one row per tested metric and matrix kind of the size-controlled test
+/// (OLS on size covariates and a lab indicator, Freedman-Lane permutation p-value, bootstrap
+/// interval of the lab coefficient; see `attn_spectra::stats::regression`). The numeric columns
+/// are null, and `note` says why, when the test could not be run for that metric and kind.
+pub fn hypothesis_size() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("metric", false),
+        utf8("kind", false),
+        utf8("group_a", false),
+        utf8("group_b", false),
+        Field::new("n_a", DataType::Int64, false),
+        Field::new("n_b", DataType::Int64, false),
+        utf8("alternative", false),
+        utf8("covariates", false),
+        f64f("lab_coefficient"),
+        f64f("lab_std_error"),
+        f64f("ci_low"),
+        f64f("ci_high"),
+        f64f("ci_level"),
+        f64f("t_statistic"),
+        f64f("p_value"),
+        Field::new("permutations", DataType::Int64, true),
+        f64f("p_holm"),
+        f64f("p_bh"),
+        utf8("verdict", false),
+        utf8("note", true),
     ]))
 }

@@ -46,6 +46,13 @@ pub struct Metrics {
     pub alpha_weighted: f64,
     /// WeightWatcher's matrix entropy.
     pub entropy: f64,
+    /// The Marchenko-Pastur bulk edge for the matrix's shape and Frobenius scale
+    /// ([`super::baseline`]); NaN for circuits and without a shape.
+    pub mp_edge: f64,
+    /// σ_1 / `mp_edge`.
+    pub spectral_norm_over_mp: f64,
+    /// WeightWatcher's `mp_softrank` with the Frobenius scale: (`mp_edge` / σ_1)².
+    pub mp_softrank: f64,
 }
 
 impl Metrics {
@@ -66,6 +73,9 @@ impl Metrics {
             "log_spectral_norm" => self.log_spectral_norm,
             "alpha_weighted" => self.alpha_weighted,
             "entropy" => self.entropy,
+            "mp_edge" => self.mp_edge,
+            "spectral_norm_over_mp" => self.spectral_norm_over_mp,
+            "mp_softrank" => self.mp_softrank,
             _ => return None,
         })
     }
@@ -103,8 +113,30 @@ pub fn metrics(singular_values_desc: &[f64]) -> Metrics {
 }
 
 /// Metrics of the spectrum of a `rows x cols` matrix (for a product job, the product's shape).
+/// The Marchenko-Pastur baseline columns are filled from the shape (see
+/// [`super::baseline`]); use [`Metrics::without_baseline`] for a circuit.
 pub fn metrics_for_shape(singular_values_desc: &[f64], rows: usize, cols: usize) -> Metrics {
-    metrics_with_n(singular_values_desc, rows.max(cols))
+    let m = metrics_with_n(singular_values_desc, rows.max(cols));
+    let b = super::baseline::mp_baseline(rows, cols, m.spectral_norm, m.frobenius_norm);
+    Metrics {
+        mp_edge: b.mp_edge,
+        spectral_norm_over_mp: b.spectral_norm_over_mp,
+        mp_softrank: b.mp_softrank,
+        ..m
+    }
+}
+
+impl Metrics {
+    /// The same metrics with NaN baseline columns: a product of two matrices (an OV or QK
+    /// circuit) has no Marchenko-Pastur baseline.
+    pub fn without_baseline(self) -> Metrics {
+        Metrics {
+            mp_edge: f64::NAN,
+            spectral_norm_over_mp: f64::NAN,
+            mp_softrank: f64::NAN,
+            ..self
+        }
+    }
 }
 
 const NAN_METRICS: Metrics = Metrics {
@@ -122,6 +154,9 @@ const NAN_METRICS: Metrics = Metrics {
     log_spectral_norm: f64::NAN,
     alpha_weighted: f64::NAN,
     entropy: f64::NAN,
+    mp_edge: f64::NAN,
+    spectral_norm_over_mp: f64::NAN,
+    mp_softrank: f64::NAN,
 };
 
 fn metrics_with_n(sv: &[f64], big_n: usize) -> Metrics {
@@ -171,6 +206,9 @@ fn metrics_with_n(sv: &[f64], big_n: usize) -> Metrics {
         log_spectral_norm,
         alpha_weighted: fit.alpha * log_spectral_norm,
         entropy: matrix_entropy(sv, &evals, s_max, big_n),
+        mp_edge: f64::NAN,
+        spectral_norm_over_mp: f64::NAN,
+        mp_softrank: f64::NAN,
     }
 }
 

@@ -36,6 +36,7 @@
 //! | `log_spectral_norm` | log10 λ_max |
 //! | `alpha_weighted` | alpha · log10 λ_max |
 //! | `entropy` | WeightWatcher's `matrix_entropy` (below) |
+//! | `mp_edge`, `spectral_norm_over_mp`, `mp_softrank` | the Marchenko-Pastur baseline ([`baseline`]); NaN for circuits |
 //!
 //! **Caution:** WeightWatcher's own `spectral_norm` column is λ_max = σ_1², and its `norm` is
 //! Σ λ_i = ‖W‖_F². Ours are σ_1 and sqrt(Σ λ_i); `log_norm` and `log_spectral_norm` are on
