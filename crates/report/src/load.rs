@@ -107,6 +107,12 @@ pub struct HypothesisRow {
     pub rank_biserial: Option<f64>,
     pub p_permutation: Option<f64>,
     pub verdict: String,
+    /// Holm- and BH-adjusted p (absent in datasets written before they existed).
+    pub p_holm: Option<f64>,
+    pub p_bh: Option<f64>,
+    pub cohens_d: Option<f64>,
+    /// Models per group for 80 % power at alpha for the observed effect.
+    pub models_per_group_80: Option<i64>,
 }
 
 /// A table whose columns the report does not interpret: shown as text.
@@ -384,7 +390,17 @@ fn read_hypothesis(
     let (u, p, p2) = (f("u_statistic")?, f("p_value")?, f("p_two_sided")?);
     let (rb, pp) = (f("rank_biserial")?, f("p_permutation")?);
     let verdict = s("verdict")?;
-    for r in 0..batch.num_rows() {
+    let n = batch.num_rows();
+    let of = |name: &str| match optional(batch, name) {
+        Some(a) => floats(a, path, name),
+        None => Ok(vec![None; n]),
+    };
+    let (p_holm, p_bh, d) = (of("p_holm")?, of("p_bh")?, of("cohens_d")?);
+    let n80 = match optional(batch, "models_per_group_80") {
+        Some(a) => ints(a, path, "models_per_group_80")?,
+        None => vec![None; n],
+    };
+    for r in 0..n {
         out.push(HypothesisRow {
             metric: metric[r].clone(),
             kind: kind[r].clone(),
@@ -401,6 +417,10 @@ fn read_hypothesis(
             rank_biserial: rb[r],
             p_permutation: pp[r],
             verdict: verdict[r].clone(),
+            p_holm: p_holm[r],
+            p_bh: p_bh[r],
+            cohens_d: d[r],
+            models_per_group_80: n80[r],
         });
     }
     Ok(())
