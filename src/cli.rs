@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use attn_spectra::spectral::{BackendChoice, Precision};
 use clap::{Args, Parser, Subcommand};
 
 /// Spectral analysis of transformer attention weights, from checkpoints to Parquet datasets.
@@ -69,10 +70,10 @@ pub struct RunArgs {
     pub force: bool,
     /// Override the pipeline's backend: auto, faer, torch-cpu or torch-cuda.
     #[arg(long)]
-    pub backend: Option<String>,
+    pub backend: Option<BackendChoice>,
     /// Override the pipeline's precision: f64 or f32.
     #[arg(long)]
-    pub precision: Option<String>,
+    pub precision: Option<Precision>,
     /// Worker threads for the SVDs (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

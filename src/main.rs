@@ -7,8 +7,8 @@
 mod backend;
 mod cli;
 mod commands;
+mod context;
 mod progress;
-mod source;
 
 use std::process::ExitCode;
 

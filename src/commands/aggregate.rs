@@ -7,7 +7,7 @@ use anyhow::Result;
 use attn_spectra_sql::aggregate::shipped_files;
 use attn_spectra_sql::{aggregate, aggregate_files};
 
-use crate::commands::run::Context;
+use crate::context::Context;
 
 /// The SQL directory: `sql/` in the working directory (the repository's, or the user's own),
 /// otherwise the files compiled into the binary.

@@ -3,8 +3,8 @@
 
 use anyhow::{Result, bail};
 
-use crate::commands::run::Context;
-use crate::source::Hubs;
+use crate::context::Context;
+use attn_spectra_hub::Hubs;
 
 pub fn run(ctx: &Context) -> Result<()> {
     let mut hubs = Hubs::new(ctx.args.offline, !ctx.args.quiet);

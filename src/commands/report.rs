@@ -4,7 +4,7 @@
 use anyhow::Result;
 use attn_spectra_report::{ReportOptions, ReportOutputs, time, write_report};
 
-use crate::commands::run::Context;
+use crate::context::Context;
 
 pub fn run(ctx: &Context) -> Result<ReportOutputs> {
     let opts = ReportOptions::from_pipeline(&ctx.pipeline, time::now_us())?;

@@ -1,37 +1,15 @@
 //! `pipeline run STAGE`: loads the pipeline file once and runs one stage, or all of them in
 //! order (`all`), ending with a list of where everything went.
 
-use std::path::PathBuf;
-
-use anyhow::{Context as _, Result, bail};
-use attn_spectra::pipeline::Pipeline;
+use anyhow::{Result, bail};
+use attn_spectra::dataset::{FAILURES, HYPOTHESIS, MATRICES, MODELS, SPECTRA, aggregates};
 
 use crate::cli::{RunArgs, Stage};
 use crate::commands::{aggregate, extract, fetch, report, test};
-use crate::progress::Progress;
-
-/// What every stage needs: the pipeline, where its dataset lives, the options, the display.
-pub struct Context<'a> {
-    pub pipeline: Pipeline,
-    pub out: PathBuf,
-    pub args: &'a RunArgs,
-    pub progress: Progress,
-}
+use crate::context::Context;
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let pipeline = Pipeline::load(&args.pipeline)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("data").join(&pipeline.name));
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("cannot create the dataset directory {}", out.display()))?;
-    let ctx = Context {
-        pipeline,
-        out,
-        args,
-        progress: Progress::new(args.quiet),
-    };
+    let ctx = Context::new(args)?;
     match args.stage {
         Stage::Fetch => fetch::run(&ctx),
         Stage::Extract => extract::run(&ctx),
@@ -56,9 +34,12 @@ fn all(ctx: &Context) -> Result<()> {
         }
     }
     step("extract");
-    if let Err(e) = extract::run(ctx) {
-        // Failed models are in failures/; go on when at least one model made it.
-        if !ctx.out.join("matrices").is_dir() {
+    let extracted = extract::extract(ctx)?;
+    if let Err(e) = extract::fail_on(ctx, &extracted) {
+        // Failed models are in failures/; go on when at least one model of this pipeline
+        // has complete outputs (extracted now or up to date), never on the strength of
+        // tables an older run left.
+        if !extracted.produced_something() {
             return Err(e);
         }
         failed.push(format!("extract: {e:#}"));
@@ -70,16 +51,8 @@ fn all(ctx: &Context) -> Result<()> {
     step("report");
     let report = report::run(ctx)?;
     println!("\nDone. Dataset: {}", ctx.out.display());
-    for table in [
-        "models",
-        "matrices",
-        "spectra",
-        "failures",
-        "hypothesis",
-        "model_summary",
-        "lab_summary",
-        "layer_profile",
-    ] {
+    let core = [MODELS, MATRICES, SPECTRA, FAILURES, HYPOTHESIS];
+    for table in core.iter().chain(aggregates::TABLES) {
         let dir = ctx.out.join(table);
         if dir.is_dir() {
             println!("  {:<14} {}", table, dir.display());

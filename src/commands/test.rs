@@ -4,28 +4,25 @@
 //! and the size-controlled test written to `hypothesis_size/`; both printed.
 
 use anyhow::Result;
-use attn_spectra_sql::{
-    TestPlan, render_size_text, render_text, run_size_tests, run_tests, write_hypothesis,
-};
+use attn_spectra_sql::{render_size_text, render_text, run_size_tests, run_tests};
 
-use crate::commands::run::Context;
+use crate::context::Context;
 
 pub fn run(ctx: &Context) -> Result<()> {
-    let plan = TestPlan::from_spec(&ctx.pipeline.test)?;
-    let rows = run_tests(&ctx.out, &plan)?;
-    write_hypothesis(&ctx.out, &rows, &plan)?;
+    let plan = &ctx.pipeline.test;
+    let rows = run_tests(&ctx.out, plan)?;
     println!("{}", render_text(&rows, plan.alpha));
-    let size_rows = run_size_tests(&ctx.out, &plan)?;
+    let size_rows = run_size_tests(&ctx.out, plan)?;
     println!("{}", render_size_text(&size_rows, plan.alpha));
     ctx.progress.println(format!(
         "test: {} results -> {}",
         rows.len(),
-        ctx.out.join("hypothesis").display()
+        ctx.out.join(attn_spectra::dataset::HYPOTHESIS).display()
     ));
     ctx.progress.println(format!(
         "test: {} size-controlled results -> {}",
         size_rows.len(),
-        ctx.out.join("hypothesis_size").display()
+        ctx.out.join(attn_spectra::dataset::HYPOTHESIS_SIZE).display()
     ));
     Ok(())
 }

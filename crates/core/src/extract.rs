@@ -6,12 +6,23 @@
 //! backend as factor pairs (never multiplied out). The whole layer goes to the backend as one
 //! batch so that it can parallelise or batch on a GPU; the layer's weights are dropped before
 //! the next layer is read, so memory stays near one layer's attention weights.
+//!
+//! [`analyse_layer`] is one layer; [`analyse_model`] is the per-layer loop; [`extract_unit`]
+//! turns a located model ([`ModelSource`]) into its dataset [`Unit`] (its `models/` row with
+//! provenance, and its `matrices/` and `spectra/` rows), which
+//! [`DatasetDir::write_unit`](crate::dataset::DatasetDir::write_unit) writes.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use crate::arch::{ArchError, Architecture};
-use crate::attention::LayerAttention;
+use crate::attention::{FoldOutcome, LayerAttention};
 use crate::checkpoint::Checkpoint;
+use crate::dataset::{FileRecord, ModelRow, Unit};
 use crate::kind::MatrixKind;
 use crate::matrix::Matrix;
+use crate::pipeline::{ModelEntry, hex};
 use crate::spectral::{Job, Metrics, Precision, SpectralError, SvdBackend, metrics_for_shape};
 
 /// Errors of the extract engine, naming the layer at fault.
@@ -24,6 +35,14 @@ pub enum ExtractError {
         layer: usize,
         #[source]
         source: SpectralError,
+    },
+    #[error("the model has no layers")]
+    NoLayers,
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("layer {layer}: backend {backend} returned {got} spectra for {want} matrices")]
     BackendCount {
@@ -149,27 +168,179 @@ pub fn analyse_layer(
         .collect())
 }
 
-/// Analyses every layer of a model, reading one layer at a time. `on_layer` is called after
-/// each layer with the layer as read (its index, and the tensors it came from), for progress
-/// bars and provenance: reading a layer again for those would read its weights twice, which
-/// for a checkpoint read remotely means downloading them twice.
+/// A model's analysis: every matrix's result, and what was found on the way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelAnalysis {
+    pub results: Vec<MatrixResult>,
+    /// The stored dtype of layer 0's attention projections (`F32`, or `mixed(BF16,F32)`).
+    pub source_dtype: String,
+    /// Whether the pre-attention norm was folded: `plan.fold_ln` and every layer has a
+    /// pre-attention norm (a post-LayerNorm model has none, and nothing is folded).
+    pub fold_ln_applied: bool,
+}
+
+/// Analyses every layer of a model, reading one layer at a time: read, fold the norm if the
+/// plan asks, cut into jobs and hand them to the backend ([`analyse_layer`]), then drop the
+/// layer. `on_layer` is called after each layer with its index, for progress bars. Provenance
+/// (the stored dtype) is taken from the layer as read: reading a layer again would read its
+/// weights twice, which for a checkpoint read remotely means downloading them twice.
 pub fn analyse_model(
     ckpt: &Checkpoint,
     arch: &Architecture,
     plan: &Plan,
     backend: &dyn SvdBackend,
-    on_layer: &mut dyn FnMut(&LayerAttention),
-) -> Result<Vec<MatrixResult>, ExtractError> {
-    let mut out = Vec::new();
+    on_layer: &mut dyn FnMut(usize),
+) -> Result<ModelAnalysis, ExtractError> {
+    let mut results = Vec::new();
+    let mut source_dtype = None;
+    let mut folded_everywhere = true;
     for i in 0..arch.geometry().n_layers {
         let mut layer = arch.layer(ckpt, i)?;
         if plan.fold_ln {
-            layer.fold_norm();
+            folded_everywhere &= layer.fold_norm() == FoldOutcome::Folded;
         }
-        out.extend(analyse_layer(&layer, plan, backend)?);
-        on_layer(&layer);
+        results.extend(analyse_layer(&layer, plan, backend)?);
+        if source_dtype.is_none() {
+            source_dtype = Some(projection_dtype(&layer));
+        }
+        on_layer(i);
     }
-    Ok(out)
+    Ok(ModelAnalysis {
+        results,
+        source_dtype: source_dtype.ok_or(ExtractError::NoLayers)?,
+        fold_ln_applied: plan.fold_ln && folded_everywhere,
+    })
+}
+
+/// The stored dtype of a layer's attention weights (its projections), or `mixed(...)`.
+pub fn projection_dtype(layer: &LayerAttention) -> String {
+    let mut names: Vec<&str> = layer
+        .sources
+        .iter()
+        .filter(|s| s.projection.starts_with("W_"))
+        .map(|s| s.dtype.name())
+        .collect();
+    names.sort();
+    names.dedup();
+    match names.as_slice() {
+        [one] => one.to_string(),
+        many => format!("mixed({})", many.join(",")),
+    }
+}
+
+/// What is known of where a model's files came from: filled by whoever located the
+/// checkpoint (the Hub crate knows the cache layout and the Hub's answers).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Provenance {
+    /// The resolved Hub commit; `None` for local sources.
+    pub commit: Option<String>,
+    /// The model's files (config first), with sha256 where known.
+    pub files: Vec<FileRecord>,
+    /// Another revision whose files are byte-identical.
+    pub identical_to: Option<String>,
+}
+
+impl Provenance {
+    /// The provenance of a local checkpoint: its config and weight files with their sizes;
+    /// `sha256_of` gives a file's sha256 when it is known without reading the file.
+    pub fn local(
+        ckpt: &Checkpoint,
+        sha256_of: impl Fn(&Path) -> Option<String>,
+    ) -> Result<Provenance, ExtractError> {
+        let mut files = Vec::new();
+        let mut paths: Vec<PathBuf> = ckpt.files().to_vec();
+        let config = ckpt.config().path().to_path_buf();
+        if config.is_file() {
+            paths.insert(0, config);
+        }
+        for path in paths {
+            let size = std::fs::metadata(&path)
+                .map_err(|source| ExtractError::Io {
+                    path: path.clone(),
+                    source,
+                })?
+                .len();
+            let name = path
+                .strip_prefix(ckpt.root())
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            files.push(FileRecord {
+                name,
+                sha256: sha256_of(&path),
+                size,
+            });
+        }
+        Ok(Provenance {
+            commit: None,
+            files,
+            identical_to: None,
+        })
+    }
+}
+
+/// A model to extract: its pipeline entry, checkpoint, architecture and provenance.
+pub struct ModelSource<'a> {
+    pub entry: &'a ModelEntry,
+    pub ckpt: &'a Checkpoint,
+    pub arch: &'a Architecture,
+    pub provenance: &'a Provenance,
+}
+
+/// Extracts one model into a dataset unit ([`Unit`]): analyses every layer
+/// ([`analyse_model`]) and assembles its `models/` row. `backend_name` is the name the
+/// backend is recorded under (the resolved choice, never `auto`).
+pub fn extract_unit(
+    source: &ModelSource,
+    plan: &Plan,
+    backend: &dyn SvdBackend,
+    backend_name: &str,
+    on_layer: &mut dyn FnMut(usize),
+) -> Result<Unit, ExtractError> {
+    let (entry, ckpt, arch) = (source.entry, source.ckpt, source.arch);
+    let analysis = analyse_model(ckpt, arch, plan, backend, on_layer)?;
+    let g = arch.geometry();
+    let row = ModelRow {
+        model: entry.id.clone(),
+        revision: entry.revision.clone(),
+        commit: source.provenance.commit.clone(),
+        lab: entry.lab.clone(),
+        heritage: entry.heritage.clone(),
+        architecture: arch.model_type().to_string(),
+        n_layers: g.n_layers,
+        d_model: g.d_model,
+        n_heads: g.n_heads,
+        n_kv_heads: g.n_kv_heads,
+        d_head: g.d_head,
+        source_format: ckpt.format().name().to_string(),
+        source_dtype: analysis.source_dtype,
+        fold_ln: analysis.fold_ln_applied,
+        backend: backend_name.to_string(),
+        precision: plan.precision.name().to_string(),
+        files: source.provenance.files.clone(),
+        config_sha256: config_sha256(ckpt)?,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        extracted_at_us: crate::dataset::now_us(),
+        identical_to: source.provenance.identical_to.clone(),
+    };
+    Ok(Unit::new(row, analysis.results))
+}
+
+/// sha256 of config.json, or of the configuration derived from a GGUF file's metadata.
+pub fn config_sha256(ckpt: &Checkpoint) -> Result<String, ExtractError> {
+    let path = ckpt.config().path();
+    let bytes = if path.is_file() && path.extension().is_some_and(|e| e == "json") {
+        std::fs::read(path).map_err(|source| ExtractError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+    } else {
+        serde_json::to_vec(ckpt.config().raw()).map_err(|e| ExtractError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e),
+        })?
+    };
+    Ok(hex(&Sha256::digest(&bytes)))
 }
 
 /// How many matrices [`analyse_layer`] produces per layer for this geometry and plan.

@@ -59,6 +59,13 @@ impl serde::Serialize for MatrixKind {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for MatrixKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MatrixKind, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for MatrixKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -35,8 +35,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::dataset::schema::METRIC_COLUMNS;
 use crate::kind::MatrixKind;
+use crate::spectral::{BackendChoice, Metric, Precision};
+use crate::stats::Alternative;
 
 /// Errors reading a pipeline file; each names the file and, where it can, the key.
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +60,6 @@ pub enum PipelineError {
 
 /// Markers understood by the report (matplotlib's names).
 pub const MARKERS: &[&str] = &["o", "s", "^", "v", "D", "x", "+", "*", "<", ">"];
-/// Backends selectable in `[analysis] backend`.
-pub const BACKENDS: &[&str] = &["auto", "faer", "torch-cpu", "torch-cuda"];
-/// Precisions selectable in `[analysis] precision`.
-pub const PRECISIONS: &[&str] = &["f64", "f32"];
-/// Alternatives of the hypothesis test.
-pub const ALTERNATIVES: &[&str] = &["less", "greater", "two-sided"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,10 +126,8 @@ pub struct Analysis {
     /// Per-head W_Q^h, W_K^g, W_V^g, W_O^h besides the whole-layer matrices.
     pub per_head: bool,
     pub fold_ln: bool,
-    /// "f64" or "f32".
-    pub precision: String,
-    /// "auto", "faer", "torch-cpu" or "torch-cuda".
-    pub backend: String,
+    pub precision: Precision,
+    pub backend: BackendChoice,
 }
 
 impl Default for Analysis {
@@ -143,8 +136,8 @@ impl Default for Analysis {
             kinds: MatrixKind::ALL.to_vec(),
             per_head: true,
             fold_ln: false,
-            precision: "f64".into(),
-            backend: "auto".into(),
+            precision: Precision::F64,
+            backend: BackendChoice::Auto,
         }
     }
 }
@@ -165,40 +158,92 @@ pub struct ModelEntry {
     pub marker: Option<String>,
 }
 
-/// How group A of the hypothesis test is chosen; the rest form group B.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct GroupA {
-    pub labs: Vec<String>,
-    pub models: Vec<String>,
-}
-
-/// The hypothesis test (`pipeline run test`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct TestSpec {
-    pub metrics: Vec<String>,
+/// The hypothesis test (`pipeline run test`, the `[test]` section of a pipeline file): the
+/// one description of it, used by the pipeline file and by the SQL crate that runs it. Its
+/// JSON form (the same field names) is stored in `hypothesis/`'s metadata.
+///
+/// For each metric and kind, models whose lab is in `group_a_labs` or whose id is in
+/// `group_a_models` form group A; every other model forms group B.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestPlan {
+    /// Metric columns of `matrices/`.
+    pub metrics: Vec<Metric>,
     pub kinds: Vec<MatrixKind>,
-    pub group_a: GroupA,
-    /// "less", "greater" or "two-sided": "less" means group A is expected to be smaller.
-    pub alternative: String,
+    /// Labs whose models form group A.
+    pub group_a_labs: Vec<String>,
+    /// Further models (Hub ids) in group A.
+    pub group_a_models: Vec<String>,
+    /// H1, about group A relative to group B: `less` means group A is expected smaller.
+    pub alternative: Alternative,
+    /// The significance level of the verdict.
     pub alpha: f64,
 }
 
-impl Default for TestSpec {
-    /// The seed's test: EleutherAI against the rest, one-sided "less", on the W_V and W_O
-    /// spectral norm, repeated on scale-free metrics and on the OV circuits.
+impl Default for TestPlan {
+    /// The seed's test, EleutherAI (the "Dampeners") against all others with H1: EleutherAI
+    /// < Others, on the spectral norm of W_V and W_O, extended to the stable rank, the
+    /// effective rank and the power-law alpha, and to the OV circuits; alpha 0.05.
     fn default() -> Self {
-        TestSpec {
-            metrics: ["spectral_norm", "stable_rank", "effective_rank", "alpha"]
-                .map(String::from)
-                .to_vec(),
+        TestPlan {
+            metrics: vec![
+                Metric::SpectralNorm,
+                Metric::StableRank,
+                Metric::EffectiveRank,
+                Metric::Alpha,
+            ],
             kinds: vec![MatrixKind::WV, MatrixKind::WO, MatrixKind::OV],
-            group_a: GroupA {
-                labs: vec!["EleutherAI".into()],
-                models: vec![],
-            },
-            alternative: "less".into(),
+            group_a_labs: vec!["EleutherAI".into()],
+            group_a_models: vec![],
+            alternative: Alternative::Less,
             alpha: 0.05,
         }
+    }
+}
+
+/// A problem with a [`TestPlan`]: the key of the `[test]` section at fault, and what is wrong.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("`{key}`: {problem}")]
+pub struct PlanError {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+impl TestPlan {
+    /// Checks that there is something to test, that group A is named, and alpha.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        let bad = |key, problem: &str| {
+            Err(PlanError {
+                key,
+                problem: problem.to_string(),
+            })
+        };
+        if self.metrics.is_empty() {
+            return bad("test.metrics", "name at least one metric");
+        }
+        if self.kinds.is_empty() {
+            return bad("test.kinds", "name at least one matrix kind");
+        }
+        if self.group_a_labs.is_empty() && self.group_a_models.is_empty() {
+            return bad("test.group_a", "name at least one lab or model");
+        }
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err(PlanError {
+                key: "test.alpha",
+                problem: format!("{} is not between 0 and 1", self.alpha),
+            });
+        }
+        Ok(())
+    }
+
+    /// The name of group A: its labs and models, comma-separated.
+    pub fn group_a_name(&self) -> String {
+        self.group_a_labs
+            .iter()
+            .chain(&self.group_a_models)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -211,7 +256,7 @@ pub struct Pipeline {
     pub description: Option<String>,
     pub analysis: Analysis,
     pub models: Vec<ModelEntry>,
-    pub test: TestSpec,
+    pub test: TestPlan,
     /// The file's text, kept for Parquet metadata.
     #[serde(skip)]
     pub text: String,
@@ -275,20 +320,18 @@ impl Pipeline {
                     "at least one matrix kind is needed".into(),
                 ));
             }
-            let precision = a.precision.unwrap_or_else(|| "f64".into());
-            if !PRECISIONS.contains(&precision.as_str()) {
-                return Err(bad(
-                    "analysis.precision",
-                    format!("`{precision}`; expected one of {}", PRECISIONS.join(", ")),
-                ));
-            }
-            let backend = a.backend.unwrap_or_else(|| "auto".into());
-            if !BACKENDS.contains(&backend.as_str()) {
-                return Err(bad(
-                    "analysis.backend",
-                    format!("`{backend}`; expected one of {}", BACKENDS.join(", ")),
-                ));
-            }
+            let precision = match a.precision {
+                Some(p) => p
+                    .parse::<Precision>()
+                    .map_err(|e| bad("analysis.precision", e.to_string()))?,
+                None => Precision::F64,
+            };
+            let backend = match a.backend {
+                Some(b) => b
+                    .parse::<BackendChoice>()
+                    .map_err(|e| bad("analysis.backend", e.to_string()))?,
+                None => BackendChoice::Auto,
+            };
             Analysis {
                 kinds: kinds.into_iter().collect(),
                 per_head: a.per_head.unwrap_or(true),
@@ -349,21 +392,16 @@ impl Pipeline {
             });
         }
         let test = match raw.test {
-            None => TestSpec::default(),
+            None => TestPlan::default(),
             Some(t) => {
-                let d = TestSpec::default();
-                let metrics = t.metrics.unwrap_or(d.metrics);
-                for m in &metrics {
-                    if !METRIC_COLUMNS.contains(&m.as_str()) {
-                        return Err(bad(
-                            "test.metrics",
-                            format!(
-                                "unknown metric `{m}`; expected one of {}",
-                                METRIC_COLUMNS.join(", ")
-                            ),
-                        ));
-                    }
-                }
+                let d = TestPlan::default();
+                let metrics = match t.metrics {
+                    Some(list) => list
+                        .iter()
+                        .map(|m| m.parse::<Metric>().map_err(|e| bad("test.metrics", e)))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None => d.metrics,
+                };
                 let kinds = match t.kinds {
                     Some(list) => list
                         .iter()
@@ -371,37 +409,26 @@ impl Pipeline {
                         .collect::<Result<Vec<_>, _>>()?,
                     None => d.kinds,
                 };
-                let group_a = match t.group_a {
-                    Some(g) => GroupA {
-                        labs: g.lab,
-                        models: g.models,
-                    },
-                    None => d.group_a,
+                let (group_a_labs, group_a_models) = match t.group_a {
+                    Some(g) => (g.lab, g.models),
+                    None => (d.group_a_labs, d.group_a_models),
                 };
-                if group_a.labs.is_empty() && group_a.models.is_empty() {
-                    return Err(bad("test.group_a", "name at least one lab or model".into()));
-                }
-                let alternative = t.alternative.unwrap_or(d.alternative);
-                if !ALTERNATIVES.contains(&alternative.as_str()) {
-                    return Err(bad(
-                        "test.alternative",
-                        format!(
-                            "`{alternative}`; expected one of {}",
-                            ALTERNATIVES.join(", ")
-                        ),
-                    ));
-                }
-                let alpha = t.alpha.unwrap_or(d.alpha);
-                if !(alpha > 0.0 && alpha < 1.0) {
-                    return Err(bad("test.alpha", format!("{alpha} is not between 0 and 1")));
-                }
-                TestSpec {
+                let alternative = match t.alternative {
+                    Some(a) => a
+                        .parse::<Alternative>()
+                        .map_err(|e| bad("test.alternative", e.to_string()))?,
+                    None => d.alternative,
+                };
+                let plan = TestPlan {
                     metrics,
                     kinds,
-                    group_a,
+                    group_a_labs,
+                    group_a_models,
                     alternative,
-                    alpha,
-                }
+                    alpha: t.alpha.unwrap_or(d.alpha),
+                };
+                plan.validate().map_err(|e| bad(e.key, e.problem))?;
+                plan
             }
         };
         Ok(Pipeline {
@@ -413,6 +440,16 @@ impl Pipeline {
             test,
             text: text.to_string(),
         })
+    }
+
+    /// The configuration hash of one model's unit as extracted with `backend` (the resolved
+    /// name) in `precision`: [`Pipeline::config_hash`] extended by the backend and precision
+    /// actually used. It is what a resumed run compares.
+    pub fn unit_hash(&self, model: &ModelEntry, backend: &str, precision: Precision) -> String {
+        let base = self.config_hash(model);
+        hex(&Sha256::digest(
+            format!("{base}/{backend}/{precision}").as_bytes(),
+        ))
     }
 
     /// The configuration hash of one model: identical hashes mean identical outputs, so a
@@ -463,9 +500,11 @@ id = "gpt2"
         let p = parse(MINIMAL).unwrap();
         assert_eq!(p.models[0].revision, "main");
         assert_eq!(p.analysis.kinds.len(), 6);
-        assert_eq!(p.analysis.precision, "f64");
-        assert_eq!(p.test.group_a.labs, vec!["EleutherAI"]);
-        assert_eq!(p.test.alternative, "less");
+        assert_eq!(p.analysis.precision, Precision::F64);
+        assert_eq!(p.analysis.backend, BackendChoice::Auto);
+        assert_eq!(p.test, TestPlan::default());
+        assert_eq!(p.test.group_a_labs, vec!["EleutherAI"]);
+        assert_eq!(p.test.alternative, Alternative::Less);
     }
 
     #[test]

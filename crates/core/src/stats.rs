@@ -94,8 +94,7 @@ impl fmt::Display for Group {
 
 /// The alternative hypothesis, always about group A relative to group B. Serialised in
 /// SciPy's spelling (`less`, `greater`, `two-sided`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Alternative {
     /// A tends to be smaller than B (the seed's H1: EleutherAI < Others).
     #[default]
@@ -137,6 +136,20 @@ impl Alternative {
 impl fmt::Display for Alternative {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Alternative {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Read with [`FromStr`]'s rules, so a pipeline file and a JSON plan accept the same names.
+impl<'de> serde::Deserialize<'de> for Alternative {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Alternative, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

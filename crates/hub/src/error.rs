@@ -149,6 +149,8 @@ pub enum HubError {
     Locked { path: PathBuf },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Provenance(#[from] attn_spectra::extract::ExtractError),
     #[error("cannot set up the Hub client: {0}")]
     Setup(String),
 }

@@ -62,6 +62,7 @@
 pub mod cache;
 mod error;
 mod fetch;
+pub mod locate;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod options;
@@ -75,6 +76,7 @@ use std::sync::Arc;
 
 pub use cache::is_commit_sha;
 pub use error::HubError;
+pub use locate::{Hubs, Located};
 pub use options::{DEFAULT_ENDPOINT, HubOptions};
 pub use remote::{RemoteCheckpoint, RemoteFile, RemoteSafetensorsStore, Traffic};
 

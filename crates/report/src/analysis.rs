@@ -3,13 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use crate::load::{Dataset, MatrixRow, ModelInfo};
+use attn_spectra::MatrixKind;
+use attn_spectra::dataset::{MatrixRow, ModelRow};
+use attn_spectra::spectral::Metric;
+
+use crate::load::Dataset;
 use crate::style::Style;
 
 /// One model of the report, in report order, with its drawing style.
 #[derive(Clone, Debug)]
 pub struct ReportModel<'a> {
-    pub info: &'a ModelInfo,
+    pub info: &'a ModelRow,
     pub style: Style,
     /// The model's matrices rows.
     pub rows: Vec<&'a MatrixRow>,
@@ -32,8 +36,8 @@ impl ReportModel<'_> {
     }
 
     /// Whether any row of this kind exists.
-    pub fn has_kind(&self, kind: &str) -> bool {
-        self.rows.iter().any(|r| r.kind == kind)
+    pub fn has_kind(&self, kind: MatrixKind) -> bool {
+        self.rows.iter().any(|r| r.key.kind == kind)
     }
 }
 
@@ -52,15 +56,15 @@ pub enum Agg {
 /// A per-layer quantity of one matrix kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quantity {
-    pub kind: &'static str,
-    pub metric: &'static str,
+    pub kind: MatrixKind,
+    pub metric: Metric,
     pub agg: Agg,
     /// Divide by min(rows, cols): an effective rank as a fraction of the full rank.
     pub per_full_rank: bool,
 }
 
 impl Quantity {
-    pub const fn whole(kind: &'static str, metric: &'static str) -> Quantity {
+    pub const fn whole(kind: MatrixKind, metric: Metric) -> Quantity {
         Quantity {
             kind,
             metric,
@@ -69,7 +73,7 @@ impl Quantity {
         }
     }
 
-    pub const fn head_mean(kind: &'static str, metric: &'static str) -> Quantity {
+    pub const fn head_mean(kind: MatrixKind, metric: Metric) -> Quantity {
         Quantity {
             kind,
             metric,
@@ -88,7 +92,7 @@ impl Quantity {
     fn value(&self, row: &MatrixRow) -> Option<f64> {
         let v = row.metric(self.metric)?;
         if self.per_full_rank {
-            let full = row.rows?.min(row.cols?);
+            let full = row.rows.min(row.cols);
             (full > 0).then(|| v / full as f64)
         } else {
             Some(v)
@@ -98,19 +102,17 @@ impl Quantity {
 
 /// The per-layer values of a quantity for layers 0..n_layers (missing layers are `None`).
 pub fn layer_series(m: &ReportModel, q: Quantity) -> Vec<Option<f64>> {
-    let n = usize::try_from(m.info.n_layers).unwrap_or(0);
+    let n = m.info.n_layers;
     let mut sums = vec![(0.0, 0usize); n];
     for r in &m.rows {
-        if r.kind != q.kind {
+        if r.key.kind != q.kind {
             continue;
         }
         let wanted = match q.agg {
-            Agg::Whole => r.head.is_none(),
-            Agg::MeanOverHeads => r.head.is_some(),
+            Agg::Whole => r.key.head.is_none(),
+            Agg::MeanOverHeads => r.key.head.is_some(),
         };
-        let Ok(layer) = usize::try_from(r.layer) else {
-            continue;
-        };
+        let layer = r.key.layer;
         if !wanted || layer >= n {
             continue;
         }
@@ -165,7 +167,7 @@ pub fn layer_mean(m: &ReportModel, q: Quantity) -> f64 {
 /// unlike the others' ([`crate::style::pick_color`]).
 /// Matrices rows of models absent from `models/` (incomplete extractions) are left out.
 pub fn report_models<'a>(ds: &'a Dataset, styles: &[(String, Style)]) -> Vec<ReportModel<'a>> {
-    let mut order: Vec<&ModelInfo> = Vec::new();
+    let mut order: Vec<&ModelRow> = Vec::new();
     for (id, _) in styles {
         for info in ds.models.iter().filter(|i| &i.model == id) {
             if !order.iter().any(|o| std::ptr::eq(*o, info)) {
@@ -173,7 +175,7 @@ pub fn report_models<'a>(ds: &'a Dataset, styles: &[(String, Style)]) -> Vec<Rep
             }
         }
     }
-    let mut rest: Vec<&ModelInfo> = ds
+    let mut rest: Vec<&ModelRow> = ds
         .models
         .iter()
         .filter(|i| !order.iter().any(|o| std::ptr::eq(*o, *i)))
@@ -188,7 +190,7 @@ pub fn report_models<'a>(ds: &'a Dataset, styles: &[(String, Style)]) -> Vec<Rep
     let mut by_model: BTreeMap<(&str, &str), Vec<&MatrixRow>> = BTreeMap::new();
     for r in &ds.matrices {
         by_model
-            .entry((r.model.as_str(), r.revision.as_str()))
+            .entry((r.key.model.as_str(), r.key.revision.as_str()))
             .or_default()
             .push(r);
     }

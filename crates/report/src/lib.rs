@@ -36,6 +36,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use attn_spectra::pipeline::Pipeline;
+use attn_spectra::stats::Alternative;
 
 pub use style::{Marker, Rgb, Style};
 
@@ -56,18 +57,8 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot read Parquet file {path}: {source}")]
-    Parquet {
-        path: PathBuf,
-        #[source]
-        source: parquet::errors::ParquetError,
-    },
-    #[error("cannot decode Parquet file {path}: {source}")]
-    Arrow {
-        path: PathBuf,
-        #[source]
-        source: arrow_schema::ArrowError,
-    },
+    #[error(transparent)]
+    Dataset(#[from] attn_spectra::dataset::DatasetError),
     #[error("{path}: column `{column}` {problem}")]
     Column {
         path: PathBuf,
@@ -97,7 +88,7 @@ pub struct ReportOptions {
     pub hypothesis: Option<String>,
     /// The pipeline's test specification (group A, alternative, alpha), used for the
     /// small-sample caveat when `hypothesis/` is absent, and for the default sentence.
-    pub test: Option<attn_spectra::pipeline::TestSpec>,
+    pub test: Option<attn_spectra::pipeline::TestPlan>,
 }
 
 impl ReportOptions {
@@ -154,18 +145,17 @@ impl ReportOptions {
         let Some(t) = &self.test else {
             return seed_json::SEED_HYPOTHESIS.to_string();
         };
-        let mut a: Vec<String> = t.group_a.labs.clone();
-        a.extend(t.group_a.models.iter().cloned());
-        let relation = match t.alternative.as_str() {
-            "less" => "lower",
-            "greater" => "higher",
-            _ => "different",
+        let relation = match t.alternative {
+            Alternative::Less => "lower",
+            Alternative::Greater => "higher",
+            Alternative::TwoSided => "different",
         };
         let kinds: Vec<&str> = t.kinds.iter().map(|k| k.name()).collect();
+        let metrics: Vec<&str> = t.metrics.iter().map(|m| m.name()).collect();
         format!(
             "{} has {relation} {} of {} than the other models",
-            a.join(", "),
-            t.metrics.join(", "),
+            t.group_a_name(),
+            metrics.join(", "),
             kinds.join(", ")
         )
     }

@@ -12,7 +12,12 @@ use crate::figures::{
     Curve, DensityPanel, Figure, FigureSpec, LabBar, Panel, Series, TrajectoryLine,
     TrajectoryPanel, render,
 };
-use crate::load::{Dataset, HypothesisRow, TextTable};
+use attn_spectra::MatrixKind;
+use attn_spectra::dataset::HypothesisRow;
+use attn_spectra::dataset::aggregates::{MODEL_SUMMARY, model_summary};
+use attn_spectra::spectral::Metric;
+
+use crate::load::{Dataset, TextTable};
 use crate::seed_json;
 use crate::{FigureFile, ReportError, ReportOptions, ReportOutputs, write_atomic};
 
@@ -46,12 +51,12 @@ const GRIDS: [GridPlan; 3] = [
                   (W_V solid, W_O hatched), and the effective rank of W_V by layer. Raw \
                   spectral norms grow with the model width d_model.",
         a: (
-            Quantity::whole("W_V", "spectral_norm"),
+            Quantity::whole(MatrixKind::WV, Metric::SpectralNorm),
             "W_V spectral norm (value projection) by layer",
             "spectral norm ||W_V||_2",
         ),
         b: (
-            Quantity::whole("W_O", "spectral_norm"),
+            Quantity::whole(MatrixKind::WO, Metric::SpectralNorm),
             "W_O spectral norm (output projection) by layer",
             "spectral norm ||W_O||_2",
         ),
@@ -62,7 +67,7 @@ const GRIDS: [GridPlan; 3] = [
             "W_O (output)",
         ),
         d: (
-            Quantity::whole("W_V", "effective_rank"),
+            Quantity::whole(MatrixKind::WV, Metric::EffectiveRank),
             "W_V effective rank by layer",
             "effective rank",
         ),
@@ -75,12 +80,12 @@ const GRIDS: [GridPlan; 3] = [
                   divided by its largest possible value min(rows, cols). Multiplying a matrix \
                   by a constant changes none of them.",
         a: (
-            Quantity::whole("W_V", "stable_rank"),
+            Quantity::whole(MatrixKind::WV, Metric::StableRank),
             "W_V stable rank by layer",
             "stable rank of W_V",
         ),
         b: (
-            Quantity::whole("W_O", "stable_rank"),
+            Quantity::whole(MatrixKind::WO, Metric::StableRank),
             "W_O stable rank by layer",
             "stable rank of W_O",
         ),
@@ -91,7 +96,7 @@ const GRIDS: [GridPlan; 3] = [
             "W_O (output)",
         ),
         d: (
-            Quantity::whole("W_V", "effective_rank").normalised(),
+            Quantity::whole(MatrixKind::WV, Metric::EffectiveRank).normalised(),
             "W_V effective rank / min(rows, cols) by layer",
             "normalised effective rank",
         ),
@@ -103,12 +108,12 @@ const GRIDS: [GridPlan; 3] = [
                   over heads of each layer's spectral norm, its per-lab mean (OV solid, QK \
                   hatched), and the mean over heads of the OV effective rank.",
         a: (
-            Quantity::head_mean("OV", "spectral_norm"),
+            Quantity::head_mean(MatrixKind::OV, Metric::SpectralNorm),
             "OV circuit spectral norm by layer (mean over heads)",
             "mean over heads of ||OV||_2",
         ),
         b: (
-            Quantity::head_mean("QK", "spectral_norm"),
+            Quantity::head_mean(MatrixKind::QK, Metric::SpectralNorm),
             "QK circuit spectral norm by layer (mean over heads)",
             "mean over heads of ||QK||_2",
         ),
@@ -119,7 +124,7 @@ const GRIDS: [GridPlan; 3] = [
             "QK",
         ),
         d: (
-            Quantity::head_mean("OV", "effective_rank"),
+            Quantity::head_mean(MatrixKind::OV, Metric::EffectiveRank),
             "OV effective rank by layer (mean over heads)",
             "mean over heads of effective rank",
         ),
@@ -206,7 +211,9 @@ fn density_figure(ds: &Dataset, models: &[ReportModel]) -> Option<FigureSpec> {
                     .spectra
                     .iter()
                     .filter(|s| {
-                        s.kind == "W_V" && s.model == m.info.model && s.revision == m.info.revision
+                        s.key.kind == MatrixKind::WV
+                            && s.key.model == m.info.model
+                            && s.key.revision == m.info.revision
                     })
                     .flat_map(|s| s.singular_values.iter().map(|v| v * v))
                     .collect();
@@ -247,8 +254,17 @@ fn training_step(revision: &str) -> Option<u64> {
 }
 
 /// The kinds and metrics of the trajectory figures.
-const TRAJECTORY_KINDS: [(&str, bool); 3] = [("W_V", false), ("W_O", false), ("OV", true)];
-const TRAJECTORY_METRICS: [&str; 4] = ["spectral_norm", "stable_rank", "effective_rank", "alpha"];
+const TRAJECTORY_KINDS: [(MatrixKind, bool); 3] = [
+    (MatrixKind::WV, false),
+    (MatrixKind::WO, false),
+    (MatrixKind::OV, true),
+];
+const TRAJECTORY_METRICS: [Metric; 4] = [
+    Metric::SpectralNorm,
+    Metric::StableRank,
+    Metric::EffectiveRank,
+    Metric::Alpha,
+];
 
 /// For each model present at two or more `step<N>` revisions, each metric against training
 /// step + 1 (log axis) for W_V, W_O (whole-layer) and OV (mean over heads), one line per layer
@@ -307,7 +323,7 @@ fn trajectory_figures(models: &[ReportModel]) -> Vec<FigureSpec> {
                         "{kind} {metric}{}",
                         if heads { " (mean over heads)" } else { "" }
                     ),
-                    y_desc: metric.to_string(),
+                    y_desc: metric.name().to_string(),
                     lines,
                 });
             }
@@ -337,19 +353,18 @@ fn trajectory_figures(models: &[ReportModel]) -> Vec<FigureSpec> {
 
 /// The layer x head heat map of OV spectral norms of one model.
 fn heatmap_figure(m: &ReportModel) -> Option<FigureSpec> {
-    let layers = usize::try_from(m.info.n_layers).ok()?;
-    let heads = usize::try_from(m.info.n_heads).ok()?;
+    let (layers, heads) = (m.info.n_layers, m.info.n_heads);
     let mut values = vec![vec![None; heads]; layers];
     let mut any = false;
     for r in &m.rows {
-        if r.kind != "OV" {
+        if r.key.kind != MatrixKind::OV {
             continue;
         }
-        let (Ok(l), Some(Ok(h))) = (usize::try_from(r.layer), r.head.map(usize::try_from)) else {
+        let (l, Some(h)) = (r.key.layer, r.key.head) else {
             continue;
         };
         if l < layers && h < heads {
-            values[l][h] = r.metric("spectral_norm");
+            values[l][h] = r.metric(Metric::SpectralNorm);
             any |= values[l][h].is_some();
         }
     }
@@ -384,12 +399,15 @@ fn seed_summary_table(models: &[ReportModel]) -> Block {
     let rows = models
         .iter()
         .map(|m| {
-            let ms = |kind: &'static str| {
-                let v = present(&layer_series(m, Quantity::whole(kind, "spectral_norm")));
+            let ms = |kind: MatrixKind| {
+                let v = present(&layer_series(
+                    m,
+                    Quantity::whole(kind, Metric::SpectralNorm),
+                ));
                 (number(mean(&v)), number(std_population(&v)))
             };
-            let (wv_m, wv_s) = ms("W_V");
-            let (wo_m, wo_s) = ms("W_O");
+            let (wv_m, wv_s) = ms(MatrixKind::WV);
+            let (wo_m, wo_s) = ms(MatrixKind::WO);
             vec![
                 m.short.clone(),
                 m.lab().to_string(),
@@ -412,20 +430,26 @@ fn seed_summary_table(models: &[ReportModel]) -> Block {
 }
 
 const SCALE_FREE: [(&str, Quantity); 6] = [
-    ("W_V stable rank", Quantity::whole("W_V", "stable_rank")),
-    ("W_O stable rank", Quantity::whole("W_O", "stable_rank")),
+    (
+        "W_V stable rank",
+        Quantity::whole(MatrixKind::WV, Metric::StableRank),
+    ),
+    (
+        "W_O stable rank",
+        Quantity::whole(MatrixKind::WO, Metric::StableRank),
+    ),
     (
         "W_V eff. rank / full",
-        Quantity::whole("W_V", "effective_rank").normalised(),
+        Quantity::whole(MatrixKind::WV, Metric::EffectiveRank).normalised(),
     ),
     (
         "W_O eff. rank / full",
-        Quantity::whole("W_O", "effective_rank").normalised(),
+        Quantity::whole(MatrixKind::WO, Metric::EffectiveRank).normalised(),
     ),
-    ("W_V alpha", Quantity::whole("W_V", "alpha")),
+    ("W_V alpha", Quantity::whole(MatrixKind::WV, Metric::Alpha)),
     (
         "OV stable rank (head mean)",
-        Quantity::head_mean("OV", "stable_rank"),
+        Quantity::head_mean(MatrixKind::OV, Metric::StableRank),
     ),
 ];
 
@@ -462,9 +486,9 @@ fn lab_average_table(models: &[ReportModel]) -> Block {
                     .filter(|v| v.is_finite())
                     .collect()
             };
-            let wv = vals(Quantity::whole("W_V", "spectral_norm"));
-            let wo = vals(Quantity::whole("W_O", "spectral_norm"));
-            let sr = vals(Quantity::whole("W_V", "stable_rank"));
+            let wv = vals(Quantity::whole(MatrixKind::WV, Metric::SpectralNorm));
+            let wo = vals(Quantity::whole(MatrixKind::WO, Metric::SpectralNorm));
+            let sr = vals(Quantity::whole(MatrixKind::WV, Metric::StableRank));
             vec![
                 lab,
                 idx.len().to_string(),
@@ -533,16 +557,16 @@ fn hypothesis_blocks(
                 r.kind.clone(),
                 format!("{} (n={})", r.group_a, r.n_a),
                 format!("{} (n={})", r.group_b, r.n_b),
-                opt_number(r.mean_a),
-                opt_number(r.mean_b),
+                number(r.mean_a),
+                number(r.mean_b),
                 r.alternative.clone(),
-                opt_number(r.u_statistic),
-                opt_number(r.p_value),
-                opt_number(r.p_two_sided),
-                opt_number(r.rank_biserial),
-                opt_number(r.p_permutation),
-                opt_number(r.p_holm),
-                opt_number(r.p_bh),
+                number(r.u_statistic),
+                number(r.p_value),
+                number(r.p_two_sided),
+                number(r.rank_biserial),
+                number(r.p_permutation),
+                number(r.p_holm),
+                number(r.p_bh),
                 opt_number(min_p(r.n_a, r.n_b, &r.alternative)),
                 r.models_per_group_80
                     .map_or_else(|| "-".to_string(), |n| n.to_string()),
@@ -580,7 +604,7 @@ fn hypothesis_blocks(
     let power: Vec<String> = rows
         .iter()
         .filter_map(|r| {
-            let d = r.cohens_d?;
+            let d = Some(r.cohens_d).filter(|d| d.is_finite())?;
             Some(match r.models_per_group_80 {
                 Some(n) => format!(
                     "{} {}: observed Cohen's d = {}; about **{n} models per group** would give \
@@ -637,7 +661,7 @@ fn hypothesis_blocks(
             ))
         })
         .collect();
-    if rows.iter().all(|r| r.p_holm.is_some()) {
+    if rows.iter().all(|r| r.p_holm.is_finite()) {
         caveats.push(format!(
             "{} tests form the family: p (Holm) controls the chance of any false SUPPORTED \
              verdict, p (BH) the false discovery rate; the verdict uses the Holm p, the raw p \
@@ -659,19 +683,21 @@ fn hypothesis_blocks(
 fn group_sizes(models: &[ReportModel], opts: &ReportOptions) -> Option<(usize, usize)> {
     let t = opts.test.as_ref()?;
     let in_a = |m: &ReportModel| {
-        t.group_a
-            .labs
+        t.group_a_labs
             .iter()
             .any(|l| m.info.lab.as_deref() == Some(l.as_str()))
-            || t.group_a.models.contains(&m.info.model)
+            || t.group_a_models.contains(&m.info.model)
     };
     let a = models.iter().filter(|m| in_a(m)).count();
     Some((a, models.len() - a))
 }
 
 fn model_summary_check(table: &TextTable, models: &[ReportModel]) -> Option<String> {
-    let (mc, vc) = (table.column("model")?, table.column("wv_mean")?);
-    let rc = table.column("revision");
+    let (mc, vc) = (
+        table.column(model_summary::MODEL)?,
+        table.column(model_summary::W_V_MEAN)?,
+    );
+    let rc = table.column(model_summary::REVISION);
     let mut worst: f64 = 0.0;
     let mut compared = 0;
     for (row, nums) in table.rows.iter().zip(&table.numbers) {
@@ -682,7 +708,7 @@ fn model_summary_check(table: &TextTable, models: &[ReportModel]) -> Option<Stri
         else {
             continue;
         };
-        let ours = layer_mean(m, Quantity::whole("W_V", "spectral_norm"));
+        let ours = layer_mean(m, Quantity::whole(MatrixKind::WV, Metric::SpectralNorm));
         if ours.is_finite() {
             worst = worst.max((ours - theirs).abs() / ours.abs().max(f64::MIN_POSITIVE));
             compared += 1;
@@ -690,8 +716,9 @@ fn model_summary_check(table: &TextTable, models: &[ReportModel]) -> Option<Stri
     }
     (compared > 0).then(|| {
         format!(
-            "`model_summary.wv_mean` agrees with the W_V Mean above for {compared} model(s) to a \
-             relative difference of at most {worst:.1e}."
+            "`{MODEL_SUMMARY}.{}` agrees with the W_V Mean above for {compared} model(s) to a \
+             relative difference of at most {worst:.1e}.",
+            model_summary::W_V_MEAN
         )
     })
 }
@@ -719,7 +746,7 @@ fn aggregate_blocks(
     }
     for t in &ds.aggregates {
         blocks.push(Block::Heading(3, format!("`{}/`", t.name)));
-        if t.name == "model_summary"
+        if t.name == MODEL_SUMMARY
             && let Some(check) = model_summary_check(t, models)
         {
             blocks.push(Block::Paragraph(check));
@@ -749,9 +776,10 @@ fn provenance_blocks(ds: &Dataset, models: &[ReportModel], blocks: &mut Vec<Bloc
         .iter()
         .map(|m| {
             let i = m.info;
-            let heads = match i.n_kv_heads {
-                Some(kv) if kv != i.n_heads => format!("{} (KV {kv})", i.n_heads),
-                _ => i.n_heads.to_string(),
+            let heads = if i.n_kv_heads != i.n_heads {
+                format!("{} (KV {})", i.n_heads, i.n_kv_heads)
+            } else {
+                i.n_heads.to_string()
             };
             vec![
                 i.model.clone(),
@@ -761,9 +789,9 @@ fn provenance_blocks(ds: &Dataset, models: &[ReportModel], blocks: &mut Vec<Bloc
                 i.n_layers.to_string(),
                 i.d_model.to_string(),
                 heads,
-                i.d_head.map(|d| d.to_string()).unwrap_or_default(),
-                opt(&i.source_format),
-                opt(&i.source_dtype),
+                i.d_head.to_string(),
+                i.source_format.clone(),
+                i.source_dtype.clone(),
             ]
         })
         .collect();
@@ -791,17 +819,12 @@ fn provenance_blocks(ds: &Dataset, models: &[ReportModel], blocks: &mut Vec<Bloc
             let i = m.info;
             vec![
                 i.model.clone(),
-                opt(&i.backend),
-                opt(&i.precision),
-                i.fold_ln.map(|f| f.to_string()).unwrap_or_default(),
-                opt(&i.tool_version),
-                i.extracted_at_us
-                    .map(crate::time::iso8601)
-                    .unwrap_or_default(),
-                i.config_sha256
-                    .as_deref()
-                    .map(|s| s.chars().take(12).collect())
-                    .unwrap_or_default(),
+                i.backend.clone(),
+                i.precision.clone(),
+                i.fold_ln.to_string(),
+                i.tool_version.clone(),
+                crate::time::iso8601(i.extracted_at_us),
+                i.config_sha256.chars().take(12).collect(),
                 opt(&i.identical_to),
             ]
         })
@@ -832,9 +855,9 @@ fn provenance_blocks(ds: &Dataset, models: &[ReportModel], blocks: &mut Vec<Bloc
             .filter(|r| {
                 !ds.models
                     .iter()
-                    .any(|m| m.model == r.model && m.revision == r.revision)
+                    .any(|m| m.model == r.key.model && m.revision == r.key.revision)
             })
-            .map(|r| (r.model.clone(), r.revision.clone()))
+            .map(|r| (r.key.model.clone(), r.key.revision.clone()))
             .collect();
         seen.sort();
         seen.dedup();
@@ -877,12 +900,12 @@ pub fn write(
     let mut specs: Vec<FigureSpec> = Vec::new();
     for g in &GRIDS {
         let kinds = [g.a.0.kind, g.b.0.kind, g.d.0.kind];
-        if models.iter().any(|m| kinds.iter().any(|k| m.has_kind(k))) {
+        if models.iter().any(|m| kinds.iter().any(|k| m.has_kind(*k))) {
             specs.push(grid_figure(&models, g));
         } else {
             fig_notes.push(format!(
                 "no {} rows in `matrices/`: figure `{}` left out",
-                kinds[..2].join("/"),
+                format!("{}/{}", kinds[0], kinds[1]),
                 g.name
             ));
         }
@@ -964,7 +987,7 @@ pub fn write(
     }
 
     b.push(Block::Heading(2, "Reading these numbers".into()));
-    let d_models: Vec<i64> = models.iter().map(|m| m.info.d_model).collect();
+    let d_models: Vec<usize> = models.iter().map(|m| m.info.d_model).collect();
     let (dmin, dmax) = (
         d_models.iter().min().copied().unwrap_or(0),
         d_models.iter().max().copied().unwrap_or(0),

@@ -13,10 +13,18 @@
 //! deviation is numpy's default (population, ddof = 0). Missing numbers (NaN in the
 //! notebook) are written as `null`, since JSON has no NaN.
 
+use attn_spectra::MatrixKind;
+use attn_spectra::spectral::Metric;
+
 use crate::analysis::{Quantity, ReportModel, layer_series, mean, present, std_population};
 
 /// The matrix kinds of the seed's results, in its order.
-pub const SEED_KINDS: [&str; 4] = ["W_V", "W_O", "W_Q", "W_K"];
+pub const SEED_KINDS: [MatrixKind; 4] = [
+    MatrixKind::WV,
+    MatrixKind::WO,
+    MatrixKind::WQ,
+    MatrixKind::WK,
+];
 /// The seed's experiment name.
 pub const EXPERIMENT: &str = "Restriction Map Spectral Analysis";
 /// The seed's hypothesis sentence.
@@ -94,11 +102,14 @@ impl Json {
 }
 
 /// The per-model means and standard deviations the summary uses.
-fn mean_std(m: &ReportModel, kind: &'static str) -> Option<(f64, f64)> {
+fn mean_std(m: &ReportModel, kind: MatrixKind) -> Option<(f64, f64)> {
     if !m.has_kind(kind) {
         return None;
     }
-    let v = present(&layer_series(m, Quantity::whole(kind, "spectral_norm")));
+    let v = present(&layer_series(
+        m,
+        Quantity::whole(kind, Metric::SpectralNorm),
+    ));
     Some((mean(&v), std_population(&v)))
 }
 
@@ -117,13 +128,17 @@ fn result(m: &ReportModel) -> Json {
             Json::Str(m.style.marker.name().into()),
         ),
         ("arch".to_string(), Json::Str(m.info.architecture.clone())),
-        ("n_layers".to_string(), Json::Int(m.info.n_layers)),
+        ("n_layers".to_string(), Json::Int(m.info.n_layers as i64)),
     ];
     for kind in SEED_KINDS {
-        if !m.rows.iter().any(|r| r.kind == kind && r.head.is_none()) {
+        if !m
+            .rows
+            .iter()
+            .any(|r| r.key.kind == kind && r.key.head.is_none())
+        {
             continue;
         }
-        let list = |metric: &'static str| {
+        let list = |metric: Metric| {
             Json::Arr(
                 present(&layer_series(m, Quantity::whole(kind, metric)))
                     .into_iter()
@@ -131,10 +146,18 @@ fn result(m: &ReportModel) -> Json {
                     .collect(),
             )
         };
-        let spectral = present(&layer_series(m, Quantity::whole(kind, "spectral_norm")));
-        o.push((format!("{kind}_spectral_norm"), list("spectral_norm")));
-        o.push((format!("{kind}_frobenius_norm"), list("frobenius_norm")));
-        o.push((format!("{kind}_effective_rank"), list("effective_rank")));
+        let spectral = present(&layer_series(
+            m,
+            Quantity::whole(kind, Metric::SpectralNorm),
+        ));
+        // The seed's keys: `<kind>_<metric>`.
+        for metric in [
+            Metric::SpectralNorm,
+            Metric::FrobeniusNorm,
+            Metric::EffectiveRank,
+        ] {
+            o.push((format!("{kind}_{metric}"), list(metric)));
+        }
         o.push((format!("{kind}_mean_spectral"), Json::num(mean(&spectral))));
         o.push((
             format!("{kind}_std_spectral"),
@@ -146,13 +169,13 @@ fn result(m: &ReportModel) -> Json {
 
 /// One record of `summary` (the seed's SPECTRAL SIGNATURE SUMMARY row).
 fn summary(m: &ReportModel) -> Json {
-    let (wv_mean, wv_std) = mean_std(m, "W_V").unwrap_or((f64::NAN, f64::NAN));
-    let (wo_mean, wo_std) = mean_std(m, "W_O").unwrap_or((f64::NAN, f64::NAN));
+    let (wv_mean, wv_std) = mean_std(m, MatrixKind::WV).unwrap_or((f64::NAN, f64::NAN));
+    let (wo_mean, wo_std) = mean_std(m, MatrixKind::WO).unwrap_or((f64::NAN, f64::NAN));
     Json::Obj(vec![
         ("Model".into(), Json::Str(m.short.clone())),
         ("Lab".into(), Json::opt_str(m.info.lab.as_deref())),
         ("Expected".into(), Json::opt_str(m.info.heritage.as_deref())),
-        ("Layers".into(), Json::Int(m.info.n_layers)),
+        ("Layers".into(), Json::Int(m.info.n_layers as i64)),
         ("W_V Mean".into(), Json::num(wv_mean)),
         ("W_V Std".into(), Json::num(wv_std)),
         ("W_O Mean".into(), Json::num(wo_mean)),

@@ -66,7 +66,7 @@ pub fn file_stamp(us: i64) -> String {
 }
 
 /// Microseconds since the Unix epoch, now (the clock the dataset's timestamps use).
-pub use attn_spectra::dataset::rows::now_us;
+pub use attn_spectra::dataset::now_us;
 
 #[cfg(test)]
 mod tests {

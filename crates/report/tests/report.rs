@@ -5,22 +5,20 @@
 //! from the singular values in `spectra/`.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type};
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use attn_spectra::dataset::rows::{self, FileRecord, ModelRow};
-use attn_spectra::dataset::{self, schema};
-use attn_spectra::extract::{Plan, analyse_model};
+use arrow_array::{Float64Array, RecordBatch};
+use attn_spectra::dataset::aggregates::{MODEL_SUMMARY, model_summary};
+use attn_spectra::dataset::{
+    self, DatasetDir, FailureRow, FileRecord, HypothesisRow, SpectrumRow, UnitMeta,
+};
+use attn_spectra::extract::{ModelSource, Plan, Provenance, extract_unit};
 use attn_spectra::pipeline::Pipeline;
 use attn_spectra::spectral::{FaerBackend, Precision};
 use attn_spectra::{Architecture, Checkpoint};
 use attn_spectra_report::{ReportOptions, ReportOutputs, write_report};
 use base64::Engine as _;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
 /// 2026-01-05T11:54:56.123456Z.
@@ -45,60 +43,32 @@ fn extract_demo(p: &Pipeline, out: &Path) {
 
 fn extract_with(p: &Pipeline, plan: &Plan, out: &Path) {
     let backend = FaerBackend::new(1).unwrap();
+    let ds = DatasetDir::new(out);
     for m in &p.models {
         let ckpt = Checkpoint::open(m.source.as_ref().unwrap()).unwrap();
         let arch = Architecture::detect(ckpt.config()).unwrap();
-        let g = *arch.geometry();
-        let results = analyse_model(&ckpt, &arch, plan, &backend, &mut |_| {}).unwrap();
-        let stem = dataset::file_stem(&m.id, &m.revision);
-        let row = ModelRow {
-            model: m.id.clone(),
-            revision: m.revision.clone(),
+        let provenance = Provenance {
             commit: None,
-            lab: m.lab.clone(),
-            heritage: m.heritage.clone(),
-            architecture: arch.model_type().to_string(),
-            n_layers: g.n_layers,
-            d_model: g.d_model,
-            n_heads: g.n_heads,
-            n_kv_heads: g.n_kv_heads,
-            d_head: g.d_head,
-            source_format: ckpt.format().name().to_string(),
-            source_dtype: "F32".into(),
-            fold_ln: plan.fold_ln,
-            backend: "faer".into(),
-            precision: "f64".into(),
             files: vec![FileRecord {
                 name: "model.safetensors".into(),
                 sha256: None,
                 size: 1,
             }],
-            config_sha256: "0".repeat(64),
-            tool_version: "test".into(),
-            extracted_at_us: STAMP,
             identical_to: None,
         };
-        dataset::write_parquet_atomic(
-            &dataset::table_file(out, dataset::SPECTRA, &stem),
-            schema::spectra(),
-            &[rows::spectra_batch(&m.id, &m.revision, &results).unwrap()],
-            &[],
-        )
-        .unwrap();
-        dataset::write_parquet_atomic(
-            &dataset::table_file(out, dataset::MATRICES, &stem),
-            schema::matrices(),
-            &[rows::matrices_batch(&m.id, &m.revision, &results).unwrap()],
-            &[],
-        )
-        .unwrap();
-        dataset::write_parquet_atomic(
-            &dataset::table_file(out, dataset::MODELS, &stem),
-            schema::models(),
-            &[rows::models_batch(&row).unwrap()],
-            &[],
-        )
-        .unwrap();
+        let source = ModelSource {
+            entry: m,
+            ckpt: &ckpt,
+            arch: &arch,
+            provenance: &provenance,
+        };
+        let mut unit = extract_unit(&source, plan, &backend, "faer", &mut |_| {}).unwrap();
+        // Fixed values, for deterministic reports.
+        unit.model.extracted_at_us = STAMP;
+        unit.model.config_sha256 = "0".repeat(64);
+        unit.model.tool_version = "test".into();
+        ds.write_unit(&unit, &UnitMeta::new(p, "test".into()))
+            .unwrap();
     }
 }
 
@@ -127,46 +97,25 @@ fn hex_rgb(s: &str) -> [u8; 3] {
     [b(1), b(3), b(5)]
 }
 
-/// Whole-layer singular values per (model, kind, layer), read here with the parquet reader
-/// independently of the report's loader.
+/// Whole-layer singular values per (model, kind, layer), read back through the dataset
+/// module (not the report's loader).
 fn whole_layer_spectra(ds: &Path) -> BTreeMap<(String, String, i32), Vec<f64>> {
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(ds.join("spectra")).unwrap() {
-        let file = File::open(entry.unwrap().path()).unwrap();
-        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap()
-        {
-            let batch = batch.unwrap();
-            let col = |n: &str| batch.column_by_name(n).unwrap().clone();
-            let (model, kind) = (col("model"), col("kind"));
-            let (model, kind) = (model.as_string::<i32>(), kind.as_string::<i32>());
-            let (layer, head) = (col("layer"), col("head"));
-            let (layer, head) = (
-                layer.as_primitive::<Int32Type>(),
-                head.as_primitive::<Int32Type>(),
-            );
-            let sv = col("singular_values");
-            let sv = sv.as_list::<i32>();
-            for r in 0..batch.num_rows() {
-                if head.is_valid(r) {
-                    continue;
-                }
-                let v = sv.value(r);
-                let v: Vec<f64> = v.as_primitive::<Float64Type>().values().to_vec();
-                out.insert(
-                    (
-                        model.value(r).to_string(),
-                        kind.value(r).to_string(),
-                        layer.value(r),
-                    ),
-                    v,
-                );
-            }
-        }
-    }
-    out
+    DatasetDir::new(ds)
+        .read_where(|s: &SpectrumRow| s.key.head.is_none())
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            (
+                (
+                    s.key.model,
+                    s.key.kind.name().to_string(),
+                    s.key.layer as i32,
+                ),
+                s.singular_values,
+            )
+        })
+        .collect()
 }
 
 /// The seed notebook's `compute_spectral_signature` for one matrix's singular values:
@@ -433,10 +382,6 @@ fn report_on_a_dataset_that_only_went_through_extract() {
     check_seed_json(&std::fs::read_to_string(&out.json).unwrap(), &ds, &p);
 }
 
-fn strings(v: &[&str]) -> ArrayRef {
-    Arc::new(StringArray::from(v.to_vec()))
-}
-
 #[test]
 fn hypothesis_and_aggregate_tables_are_shown() {
     let p = demo_pipeline();
@@ -444,39 +389,34 @@ fn hypothesis_and_aggregate_tables_are_shown() {
     let ds = tmp.path().join("demo");
     extract_demo(&p, &ds);
 
-    // A hypothesis table as `pipeline run test` writes it (schema::hypothesis()).
-    let f = |v: f64| -> ArrayRef { Arc::new(Float64Array::from(vec![v])) };
-    let i = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
-    let batch = RecordBatch::try_new(
-        schema::hypothesis(),
-        vec![
-            strings(&["spectral_norm"]),
-            strings(&["W_V"]),
-            strings(&["lab in (EleutherAI)"]),
-            strings(&["others"]),
-            i(3),
-            i(4),
-            f(1.0),
-            f(2.0),
-            strings(&["less"]),
-            f(0.0),
-            f(0.0285714),
-            f(0.0571429),
-            f(1.0),
-            f(0.0285714),
-            strings(&["SUPPORTED (p < 0.05)"]),
-        ],
-    )
-    .unwrap();
-    dataset::write_parquet_atomic(
-        &ds.join("hypothesis/hypothesis.parquet"),
-        schema::hypothesis(),
-        &[batch],
-        &[],
-    )
-    .unwrap();
+    // A hypothesis table as `pipeline run test` writes it.
+    let row = HypothesisRow {
+        metric: "spectral_norm".into(),
+        kind: "W_V".into(),
+        group_a: "lab in (EleutherAI)".into(),
+        group_b: "others".into(),
+        n_a: 3,
+        n_b: 4,
+        mean_a: 1.0,
+        mean_b: 2.0,
+        alternative: "less".into(),
+        u_statistic: 0.0,
+        p_value: 0.0285714,
+        p_two_sided: 0.0571429,
+        rank_biserial: 1.0,
+        p_permutation: 0.0285714,
+        verdict: "SUPPORTED (p < 0.05)".into(),
+        p_holm: 0.0285714,
+        p_bh: 0.0285714,
+        cohens_d: -2.5,
+        models_per_group_80: Some(4),
+    };
+    DatasetDir::new(&ds)
+        .write_table("hypothesis", &[row], &[])
+        .unwrap();
 
-    // A model_summary table whose wv_mean is recomputed here from spectra/.
+    // A model_summary table whose W_V mean is recomputed here from spectra/, written with
+    // DataFusion's string type as `pipeline run aggregate` may.
     let spectra = whole_layer_spectra(&ds);
     let ids: Vec<&str> = p.models.iter().map(|m| m.id.as_str()).collect();
     let wv_mean: Vec<f64> = ids
@@ -491,8 +431,16 @@ fn hypothesis_and_aggregate_tables_are_shown() {
         })
         .collect();
     let sch = Arc::new(arrow_schema::Schema::new(vec![
-        arrow_schema::Field::new("model", arrow_schema::DataType::Utf8View, false),
-        arrow_schema::Field::new("wv_mean", arrow_schema::DataType::Float64, true),
+        arrow_schema::Field::new(
+            model_summary::MODEL,
+            arrow_schema::DataType::Utf8View,
+            false,
+        ),
+        arrow_schema::Field::new(
+            model_summary::W_V_MEAN,
+            arrow_schema::DataType::Float64,
+            true,
+        ),
     ]));
     let batch = RecordBatch::try_new(
         sch.clone(),
@@ -502,8 +450,13 @@ fn hypothesis_and_aggregate_tables_are_shown() {
         ],
     )
     .unwrap();
-    dataset::write_parquet_atomic(&ds.join("model_summary/part-0.parquet"), sch, &[batch], &[])
-        .unwrap();
+    dataset::write_parquet_atomic(
+        &ds.join(MODEL_SUMMARY).join("part-0.parquet"),
+        sch,
+        &[batch],
+        &[],
+    )
+    .unwrap();
 
     let out = report(&ds, &tmp.path().join("report"));
     let md = std::fs::read_to_string(&out.markdown).unwrap();
@@ -512,6 +465,9 @@ fn hypothesis_and_aggregate_tables_are_shown() {
         "{md}"
     );
     assert!(md.contains("SUPPORTED (p < 0.05)"));
+    // The power statement and the adjusted p-values.
+    assert!(md.contains("about **4 models per group**"), "{md}");
+    assert!(md.contains("p (Holm)"), "{md}");
     // Smallest attainable p for 3 against 4, one-sided: 1/35.
     assert!(md.contains("1/C(7, 3) = 1/35 = 0.0286"), "{md}");
     assert!(
@@ -555,20 +511,16 @@ fn a_partial_dataset_still_gives_a_report() {
     };
     extract_with(&p, &plan, &ds);
     std::fs::remove_dir_all(ds.join("spectra")).unwrap();
-    let failure = rows::FailureRow {
+    let failure = FailureRow {
         model: "org/broken".into(),
         revision: "main".into(),
         stage: "extract".into(),
         error: "config.json: unknown model_type `mystery`".into(),
         failed_at_us: STAMP,
     };
-    dataset::write_parquet_atomic(
-        &dataset::table_file(&ds, dataset::FAILURES, "org--broken@main"),
-        schema::failures(),
-        &[rows::failures_batch(&[failure]).unwrap()],
-        &[],
-    )
-    .unwrap();
+    DatasetDir::new(&ds)
+        .write_failure(&failure, &UnitMeta::new(&p, "test".into()))
+        .unwrap();
 
     let out = report(&ds, &tmp.path().join("report"));
     let names: Vec<&str> = out.figures.iter().map(|f| f.name.as_str()).collect();

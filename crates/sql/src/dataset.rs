@@ -2,9 +2,9 @@
 //!
 //! Every table directory becomes one table named after it, read as a ListingTable over the
 //! directory's `*.parquet` files: the hidden temporary files of an interrupted writer
-//! (`.<name>.parquet.tmp-<pid>`) do not end in `.parquet` and are never read. The core
+//! (`.<name>.parquet.tmp-<host>-<pid>`) do not end in `.parquet` and are never read. The core
 //! tables (`models`, `matrices`, `spectra`, `failures`, `hypothesis`) are registered with
-//! their schemas from [`attn_spectra::dataset::schema`], so their column types do not depend
+//! their schemas from [`attn_spectra::dataset::core_tables`], so their column types do not depend
 //! on which files exist; the optional ones are registered empty when their directory is
 //! missing. Any other directory holding Parquet files (the SQL result tables written by
 //! [`crate::aggregate()`]) is registered with the schema inferred from its files.
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use attn_spectra::dataset::{self as ds, schema};
+use attn_spectra::dataset as ds;
 use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -77,21 +77,9 @@ impl QueryResult {
     }
 }
 
-/// The core tables and their schemas; `matrices` is required.
-fn core_tables() -> [(&'static str, SchemaRef); 6] {
-    [
-        (ds::MODELS, schema::models()),
-        (ds::MATRICES, schema::matrices()),
-        (ds::SPECTRA, schema::spectra()),
-        (ds::FAILURES, schema::failures()),
-        (ds::HYPOTHESIS, schema::hypothesis()),
-        (ds::HYPOTHESIS_SIZE, schema::hypothesis_size()),
-    ]
-}
-
 /// True for the names of the core tables, which SQL results may not replace.
 pub fn is_core_table(name: &str) -> bool {
-    core_tables().iter().any(|(t, _)| *t == name)
+    ds::core_tables().iter().any(|(t, _)| *t == name)
 }
 
 /// A dataset directory with its tables registered in a DataFusion session.
@@ -149,7 +137,7 @@ impl Dataset {
             dir,
             runtime,
         };
-        for (name, schema) in core_tables() {
+        for (name, schema) in ds::core_tables() {
             let path = dataset.dir.join(name);
             if path.is_dir() {
                 dataset.register_dir(name, &path, Some(schema))?;

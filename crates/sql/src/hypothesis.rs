@@ -17,18 +17,19 @@
 //! and the verdict is "SUPPORTED" when `p_holm` < alpha (the raw `p_value` stays in the table).
 //! Each row also says how many models per group would give 80 % power for its observed effect
 //! ([`attn_spectra::stats::power`]). The rows are written to `hypothesis/result.parquet` with
-//! exactly the columns of [`attn_spectra::dataset::schema::hypothesis`]. The size-controlled
-//! test of the same plan is in [`crate::size`].
+//! exactly the columns of [`attn_spectra::dataset::HypothesisRow`]. The size-controlled test
+//! of the same plan is in [`crate::size`].
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-};
+use arrow::array::{Array, Float64Array, Int32Array, RecordBatch, StringArray};
 use attn_spectra::MatrixKind;
-use attn_spectra::dataset::{self as ds, schema};
-use attn_spectra::pipeline::TestSpec;
+use attn_spectra::dataset::hypothesis::{
+    FILE_STEM, META_SQL_FILE, META_TEST_PLAN, META_TOOL_VERSION, NOT_SUPPORTED, SUPPORTED,
+};
+use attn_spectra::dataset::{DatasetDir, HypothesisRow};
+use attn_spectra::pipeline::TestPlan;
+use attn_spectra::spectral::Metric;
 use attn_spectra::stats::multiplicity::{benjamini_hochberg, holm};
 use attn_spectra::stats::power::{TARGET_POWER, power_statement};
 use attn_spectra::stats::{self, Alternative};
@@ -38,144 +39,21 @@ use crate::{Dataset, Result, SqlError, TOOL_VERSION};
 /// The SQL computing the per-model means the tests compare.
 pub const MODEL_MEANS_SQL: &str = include_str!("../queries/model_means.sql");
 
-/// What `pipeline run test` tests. The default is the seed's study (see [`Default`]).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TestPlan {
-    /// Metric columns of `matrices/` (see [`schema::METRIC_COLUMNS`]).
-    pub metrics: Vec<String>,
-    /// Matrix kinds (see [`MatrixKind`]).
-    pub kinds: Vec<String>,
-    /// Labs whose models form group A.
-    pub group_a_labs: Vec<String>,
-    /// Further models (Hub ids) in group A.
-    pub group_a_models: Vec<String>,
-    /// H1, about group A relative to group B.
-    pub alternative: Alternative,
-    /// The significance level of the verdict.
-    pub alpha: f64,
-}
-
-impl Default for TestPlan {
-    /// The seed's test, EleutherAI (the "Dampeners") against all others with H1: EleutherAI
-    /// < Others, on the spectral norm of W_V and W_O, extended to the stable rank, the
-    /// effective rank and the power-law alpha, and to the OV circuits; alpha 0.05.
-    fn default() -> Self {
-        TestPlan {
-            metrics: ["spectral_norm", "stable_rank", "effective_rank", "alpha"]
-                .map(String::from)
-                .to_vec(),
-            kinds: ["W_V", "W_O", "OV"].map(String::from).to_vec(),
-            group_a_labs: vec!["EleutherAI".into()],
-            group_a_models: vec![],
-            alternative: Alternative::Less,
-            alpha: 0.05,
-        }
-    }
-}
-
-impl TestPlan {
-    /// The plan of a pipeline file's `[test]` section.
-    pub fn from_spec(spec: &TestSpec) -> Result<TestPlan> {
-        let plan = TestPlan {
-            metrics: spec.metrics.clone(),
-            kinds: spec.kinds.iter().map(|k| k.name().to_string()).collect(),
-            group_a_labs: spec.group_a.labs.clone(),
-            group_a_models: spec.group_a.models.clone(),
-            alternative: spec
-                .alternative
-                .parse()
-                .map_err(|e: stats::StatsError| SqlError::Invalid(format!("test plan: {e}")))?,
-            alpha: spec.alpha,
-        };
-        plan.validate()?;
-        Ok(plan)
-    }
-
-    /// Checks the metrics, kinds, groups and alpha.
-    pub fn validate(&self) -> Result<()> {
-        let invalid = |m: String| Err(SqlError::Invalid(format!("test plan: {m}")));
-        if self.metrics.is_empty() || self.kinds.is_empty() {
-            return invalid("needs at least one metric and one kind".into());
-        }
-        for m in &self.metrics {
-            if !schema::METRIC_COLUMNS.contains(&m.as_str()) {
-                return invalid(format!(
-                    "unknown metric `{m}` (one of: {})",
-                    schema::METRIC_COLUMNS.join(", ")
-                ));
-            }
-        }
-        for k in &self.kinds {
-            if let Err(e) = k.parse::<MatrixKind>() {
-                return invalid(e);
-            }
-        }
-        if self.group_a_labs.is_empty() && self.group_a_models.is_empty() {
-            return invalid("group A is empty: give group_a_labs or group_a_models".into());
-        }
-        if !(self.alpha > 0.0 && self.alpha < 1.0) {
-            return invalid(format!("alpha must lie in (0, 1), not {}", self.alpha));
-        }
-        Ok(())
-    }
-
-    /// The name of group A: its labs and models, comma-separated.
-    pub fn group_a_name(&self) -> String {
-        self.group_a_labs
-            .iter()
-            .chain(&self.group_a_models)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
 /// The name of group B.
 pub const GROUP_B_NAME: &str = "Others";
 
-/// One test: a row of `hypothesis/` plus the models behind it.
+/// One test: its row of `hypothesis/` plus what is not stored (the models behind it, how
+/// the p-values were computed).
 #[derive(Debug, Clone, PartialEq)]
-pub struct HypothesisRow {
-    pub metric: String,
-    pub kind: String,
-    pub group_a: String,
-    pub group_b: String,
-    pub n_a: i64,
-    pub n_b: i64,
-    pub mean_a: f64,
-    pub mean_b: f64,
-    /// `less`, `greater` or `two-sided`.
-    pub alternative: String,
-    /// U of group A.
-    pub u_statistic: f64,
-    /// The Mann-Whitney p-value for `alternative`.
-    pub p_value: f64,
-    pub p_two_sided: f64,
-    pub rank_biserial: f64,
-    /// The permutation test of mean(A) - mean(B) for `alternative`.
-    pub p_permutation: f64,
-    /// "SUPPORTED" when `p_holm` < alpha, else "NOT SUPPORTED".
-    pub verdict: String,
-    /// `p_value` adjusted by Holm's method over the rows of this run.
-    pub p_holm: f64,
-    /// `p_value` adjusted by Benjamini-Hochberg over the rows of this run.
-    pub p_bh: f64,
-    /// Cohen's d of A against B (pooled standard deviation); `None` when undefined.
-    pub cohens_d: Option<f64>,
-    /// Models per group for 80 % power of the Mann-Whitney test at alpha for this effect;
-    /// `None` when the effect is zero, undefined or against the alternative.
-    pub models_per_group_80: Option<i64>,
-    /// Not stored: "model@revision" of each group, and how the p-values were computed.
+pub struct TestOutcome {
+    pub row: HypothesisRow,
+    /// "model@revision" of each group.
     pub models_a: Vec<String>,
     pub models_b: Vec<String>,
     pub mwu_method: stats::MwuMethod,
     pub permutation_resamples: u64,
     pub permutation_exact: bool,
 }
-
-pub const SUPPORTED: &str = "SUPPORTED";
-pub const NOT_SUPPORTED: &str = "NOT SUPPORTED";
 
 /// Per-model means for one kind: (model, revision, lab, dimensions, value of each metric).
 pub(crate) struct MeansTable {
@@ -228,11 +106,11 @@ impl MeansTable {
             let labs = column::<StringArray>(batch, "lab")?;
             let kinds = column::<StringArray>(batch, "kind")?;
             let values = column::<Float64Array>(batch, metric)?;
-            let dims = ["n_layers", "d_model", "n_heads", "n_kv_heads", "d_head"]
-                .map(|name| column::<Int32Array>(batch, name));
-            let [n_layers, d_model, n_heads, n_kv_heads, d_head] = dims;
-            let (n_layers, d_model, n_heads, n_kv_heads, d_head) =
-                (n_layers?, d_model?, n_heads?, n_kv_heads?, d_head?);
+            let n_layers = column::<Int32Array>(batch, "n_layers")?;
+            let d_model = column::<Int32Array>(batch, "d_model")?;
+            let n_heads = column::<Int32Array>(batch, "n_heads")?;
+            let n_kv_heads = column::<Int32Array>(batch, "n_kv_heads")?;
+            let d_head = column::<Int32Array>(batch, "d_head")?;
             for i in 0..batch.num_rows() {
                 if kinds.value(i) != kind || values.is_null(i) {
                     continue;
@@ -260,13 +138,14 @@ fn mean(values: &[f64]) -> f64 {
 
 /// Runs the plan's tests over the dataset at `dataset_dir`, writes them to
 /// `hypothesis/result.parquet` and returns them, in plan order (metrics, then kinds).
-pub fn run_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<HypothesisRow>> {
-    plan.validate()?;
+pub fn run_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<TestOutcome>> {
+    plan.validate()
+        .map_err(|e| SqlError::Invalid(format!("test plan: {e}")))?;
     let dataset = Dataset::open(dataset_dir)?;
     let means = MeansTable::load(&dataset)?;
     let mut rows = Vec::new();
-    for metric in &plan.metrics {
-        for kind in &plan.kinds {
+    for &metric in &plan.metrics {
+        for &kind in &plan.kinds {
             rows.push(test_one(&means, plan, metric, kind)?);
         }
     }
@@ -275,18 +154,18 @@ pub fn run_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<HypothesisRo
     Ok(rows)
 }
 
-/// Fills `p_holm`, `p_bh` and the verdict: the family is `rows`.
-fn adjust(rows: &mut [HypothesisRow], alpha: f64) -> Result<()> {
-    let p: Vec<f64> = rows.iter().map(|r| r.p_value).collect();
+/// Fills `p_holm`, `p_bh` and the verdict: the family is `tests`.
+fn adjust(tests: &mut [TestOutcome], alpha: f64) -> Result<()> {
+    let p: Vec<f64> = tests.iter().map(|t| t.row.p_value).collect();
     let invalid = |e: stats::multiplicity::MultiplicityError| {
         SqlError::Invalid(format!("multiplicity correction: {e}"))
     };
     let h = holm(&p).map_err(invalid)?;
     let b = benjamini_hochberg(&p).map_err(invalid)?;
-    for ((r, h), b) in rows.iter_mut().zip(h).zip(b) {
-        r.p_holm = h;
-        r.p_bh = b;
-        r.verdict = if h < alpha { SUPPORTED } else { NOT_SUPPORTED }.to_string();
+    for ((t, h), b) in tests.iter_mut().zip(h).zip(b) {
+        t.row.p_holm = h;
+        t.row.p_bh = b;
+        t.row.verdict = if h < alpha { SUPPORTED } else { NOT_SUPPORTED }.to_string();
     }
     Ok(())
 }
@@ -294,9 +173,9 @@ fn adjust(rows: &mut [HypothesisRow], alpha: f64) -> Result<()> {
 fn test_one(
     means: &MeansTable,
     plan: &TestPlan,
-    metric: &str,
-    kind: &str,
-) -> Result<HypothesisRow> {
+    metric: Metric,
+    kind: MatrixKind,
+) -> Result<TestOutcome> {
     let fail = |message: String| SqlError::Test {
         metric: metric.to_string(),
         kind: kind.to_string(),
@@ -306,7 +185,7 @@ fn test_one(
     let mut b = Vec::new();
     let mut models_a = Vec::new();
     let mut models_b = Vec::new();
-    for obs in means.observations(metric, kind)? {
+    for obs in means.observations(metric.name(), kind.name())? {
         let in_a = obs
             .lab
             .as_ref()
@@ -336,9 +215,9 @@ fn test_one(
     let perm = stats::permutation_test_mean_diff(&a, &b, plan.alternative)
         .map_err(|e| fail(e.to_string()))?;
     let power = power_statement(&a, &b, plan.alpha, plan.alternative);
-    Ok(HypothesisRow {
-        metric: metric.to_string(),
-        kind: kind.to_string(),
+    let row = HypothesisRow {
+        metric: metric.name().to_string(),
+        kind: kind.name().to_string(),
         group_a,
         group_b: GROUP_B_NAME.to_string(),
         n_a: a.len() as i64,
@@ -355,8 +234,11 @@ fn test_one(
         verdict: NOT_SUPPORTED.to_string(),
         p_holm: f64::NAN,
         p_bh: f64::NAN,
-        cohens_d: stats::power::cohens_d(&a, &b),
+        cohens_d: stats::power::cohens_d(&a, &b).unwrap_or(f64::NAN),
         models_per_group_80: power.map(|p| i64::try_from(p.models_per_group).unwrap_or(i64::MAX)),
+    };
+    Ok(TestOutcome {
+        row,
         models_a,
         models_b,
         mwu_method: mwu.method,
@@ -365,61 +247,18 @@ fn test_one(
     })
 }
 
-/// The rows as a batch of the `hypothesis/` schema.
-pub fn to_batch(rows: &[HypothesisRow]) -> Result<RecordBatch> {
-    let strings = |f: fn(&HypothesisRow) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
-    };
-    let ints = |f: fn(&HypothesisRow) -> i64| -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
-    };
-    let floats = |f: fn(&HypothesisRow) -> f64| -> ArrayRef {
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
-    };
-    let columns = vec![
-        strings(|r| &r.metric),
-        strings(|r| &r.kind),
-        strings(|r| &r.group_a),
-        strings(|r| &r.group_b),
-        ints(|r| r.n_a),
-        ints(|r| r.n_b),
-        floats(|r| r.mean_a),
-        floats(|r| r.mean_b),
-        strings(|r| &r.alternative),
-        floats(|r| r.u_statistic),
-        floats(|r| r.p_value),
-        floats(|r| r.p_two_sided),
-        floats(|r| r.rank_biserial),
-        floats(|r| r.p_permutation),
-        strings(|r| &r.verdict),
-        floats(|r| r.p_holm),
-        floats(|r| r.p_bh),
-        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.cohens_d))),
-        Arc::new(Int64Array::from_iter(
-            rows.iter().map(|r| r.models_per_group_80),
-        )),
-    ];
-    RecordBatch::try_new(schema::hypothesis(), columns).map_err(|e| {
-        SqlError::Dataset(ds::DatasetError::Arrow {
-            table: ds::HYPOTHESIS.into(),
-            source: e,
-        })
-    })
-}
-
-/// Writes `rows` to `<dataset>/hypothesis/result.parquet` (atomically), with the plan and
-/// the tool version in the file's key-value metadata.
-pub fn write_hypothesis(dataset_dir: &Path, rows: &[HypothesisRow], plan: &TestPlan) -> Result<()> {
-    let batch = to_batch(rows)?;
+/// Writes the tests' rows to `<dataset>/hypothesis/result.parquet` (atomically), with the
+/// plan and the tool version in the file's key-value metadata.
+pub fn write_hypothesis(dataset_dir: &Path, tests: &[TestOutcome], plan: &TestPlan) -> Result<()> {
+    let rows: Vec<HypothesisRow> = tests.iter().map(|t| t.row.clone()).collect();
     let plan_json =
         serde_json::to_string(plan).map_err(|e| SqlError::Invalid(format!("test plan: {e}")))?;
     let metadata = vec![
-        ("test_plan".to_string(), plan_json),
-        ("sql_file".to_string(), "model_means.sql".to_string()),
-        ("tool_version".to_string(), TOOL_VERSION.to_string()),
+        (META_TEST_PLAN.to_string(), plan_json),
+        (META_SQL_FILE.to_string(), "model_means.sql".to_string()),
+        (META_TOOL_VERSION.to_string(), TOOL_VERSION.to_string()),
     ];
-    let path = ds::table_file(dataset_dir, ds::HYPOTHESIS, "result");
-    ds::write_parquet_atomic(&path, schema::hypothesis(), &[batch], &metadata)?;
+    DatasetDir::new(dataset_dir).write_table(FILE_STEM, &rows, &metadata)?;
     Ok(())
 }
 
@@ -442,7 +281,8 @@ fn title(metric: &str) -> String {
 /// group sizes allow: the smallest one-sided p-value of the exact test is
 /// 1 / C(n_A + n_B, n_A) (1/35 for 3 against 4), so with few models a test may be unable to
 /// reach the threshold whatever the data.
-pub fn render_text(rows: &[HypothesisRow], alpha: f64) -> String {
+pub fn render_text(tests: &[TestOutcome], alpha: f64) -> String {
+    let rows: Vec<&HypothesisRow> = tests.iter().map(|t| &t.row).collect();
     let mut out = String::new();
     let Some(first) = rows.first() else {
         return "No hypothesis tests.\n".to_string();
@@ -480,7 +320,7 @@ pub fn render_text(rows: &[HypothesisRow], alpha: f64) -> String {
         ));
         out.push_str(&format!(
             "  Adjusted over the {} tests of this run: Holm p = {:.4}, Benjamini-Hochberg p = {:.4}\n",
-            rows.len(),
+            tests.len(),
             r.p_holm,
             r.p_bh
         ));
@@ -502,12 +342,13 @@ pub fn render_text(rows: &[HypothesisRow], alpha: f64) -> String {
 /// power at alpha.
 pub fn sample_size_line(r: &HypothesisRow, alpha: f64) -> String {
     let pct = (TARGET_POWER * 100.0).round();
-    match (r.cohens_d, r.models_per_group_80) {
-        (Some(d), Some(n)) => format!(
+    let d = r.cohens_d;
+    match r.models_per_group_80 {
+        Some(n) if d.is_finite() => format!(
             "Sample size: for the observed effect (Cohen's d = {d:.2}) about {n} models per group would give {pct} % power at alpha = {alpha} (Mann-Whitney, from the t-test's size by its 3/pi efficiency); this run has {} and {}",
             r.n_a, r.n_b
         ),
-        (Some(d), None) => format!(
+        None if d.is_finite() => format!(
             "Sample size: the observed effect (Cohen's d = {d:.2}) is zero or points against H1; no number of models gives {pct} % power for it"
         ),
         _ => "Sample size: the effect size is undefined (no variance within the groups or too few models)".to_string(),
@@ -552,39 +393,28 @@ mod tests {
         plan.validate().unwrap();
         assert_eq!(plan.group_a_labs, vec!["EleutherAI"]);
         assert_eq!(plan.alternative, Alternative::Less);
-        assert_eq!(plan.metrics[0], "spectral_norm");
-        assert_eq!(plan.kinds[..2], ["W_V", "W_O"]);
-    }
-
-    #[test]
-    fn the_pipeline_default_is_the_same_plan() {
-        assert_eq!(
-            TestPlan::from_spec(&TestSpec::default()).unwrap(),
-            TestPlan::default()
-        );
+        assert_eq!(plan.metrics[0], Metric::SpectralNorm);
+        assert_eq!(plan.kinds[..2], [MatrixKind::WV, MatrixKind::WO]);
     }
 
     #[test]
     fn plans_are_validated() {
+        let unknown = serde_json::from_str::<TestPlan>(r#"{"metrics": ["spectral"]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("spectral"), "{unknown}");
+        let unknown = serde_json::from_str::<TestPlan>(r#"{"kinds": ["W_X"]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("W_X"), "{unknown}");
         let mut plan = TestPlan {
-            metrics: vec!["spectral".into()],
+            alpha: 1.5,
             ..TestPlan::default()
         };
-        assert!(
-            plan.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("spectral")
-        );
-        plan.metrics = vec!["alpha".into()];
-        plan.kinds = vec!["W_X".into()];
-        assert!(plan.validate().unwrap_err().to_string().contains("W_X"));
-        plan.kinds = vec!["OV".into()];
-        plan.alpha = 1.5;
-        assert!(plan.validate().is_err());
+        assert_eq!(plan.validate().unwrap_err().key, "test.alpha");
         plan.alpha = 0.05;
         plan.group_a_labs.clear();
-        assert!(plan.validate().is_err());
+        assert_eq!(plan.validate().unwrap_err().key, "test.group_a");
     }
 
     #[test]
@@ -596,6 +426,9 @@ mod tests {
         assert_eq!(plan.alternative, Alternative::TwoSided);
         assert_eq!(plan.kinds, TestPlan::default().kinds);
         assert!(serde_json::from_str::<TestPlan>(r#"{"metric": ["alpha"]}"#).is_err());
+        // The same spellings as a pipeline file's `alternative`.
+        let plan: TestPlan = serde_json::from_str(r#"{"alternative": "two_sided"}"#).unwrap();
+        assert_eq!(plan.alternative, Alternative::TwoSided);
     }
 
     #[test]

@@ -27,10 +27,11 @@ pub mod size;
 use std::path::PathBuf;
 
 pub use aggregate::{SHIPPED_SQL, SqlFile, aggregate, aggregate_files, read_sql_dir};
+pub use attn_spectra::pipeline::TestPlan;
 pub use dataset::{Dataset, QueryResult};
-pub use hypothesis::{HypothesisRow, TestPlan, render_text, run_tests, write_hypothesis};
+pub use hypothesis::{TestOutcome, render_text, run_tests, write_hypothesis};
 pub use output::OutputFormat;
-pub use size::{SizeRow, render_size_text, run_size_tests};
+pub use size::{render_size_text, run_size_tests};
 
 /// The version written into the metadata of every table this crate writes.
 pub const TOOL_VERSION: &str = concat!("attn-spectra ", env!("CARGO_PKG_VERSION"));

@@ -26,49 +26,25 @@
 //! adjusted Freedman-Lane p-value is below alpha.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use attn_spectra::dataset::{self as ds, schema};
+use attn_spectra::MatrixKind;
+use attn_spectra::dataset::hypothesis::{
+    META_SQL_FILE, META_TEST_PLAN, META_TOOL_VERSION, NOT_SUPPORTED, SUPPORTED,
+};
+use attn_spectra::dataset::hypothesis_size::{
+    FILE_STEM, META_BOOTSTRAP_RESAMPLES, META_BOOTSTRAP_SEED, META_PERMUTATION_SEED,
+    META_PERMUTATIONS, NOT_TESTED,
+};
+use attn_spectra::dataset::{DatasetDir, HypothesisSizeRow};
+use attn_spectra::spectral::Metric;
 use attn_spectra::stats::multiplicity::{benjamini_hochberg, holm};
-use attn_spectra::stats::regression::{Covariate, size_controlled_test};
+use attn_spectra::stats::regression::{self as reg, Covariate, size_controlled_test};
 
-use crate::hypothesis::{GROUP_B_NAME, MeansTable, NOT_SUPPORTED, Observation, SUPPORTED};
+use crate::hypothesis::{GROUP_B_NAME, MeansTable, Observation};
 use crate::{Dataset, Result, SqlError, TOOL_VERSION, TestPlan};
 
 /// The level of the bootstrap interval.
 pub const CI_LEVEL: f64 = 0.95;
-
-/// The verdict of a row whose test could not be run.
-pub const NOT_TESTED: &str = "NOT TESTED";
-
-/// One row of `hypothesis_size/`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SizeRow {
-    pub metric: String,
-    pub kind: String,
-    pub group_a: String,
-    pub group_b: String,
-    pub n_a: i64,
-    pub n_b: i64,
-    pub alternative: String,
-    /// The covariates used, joined by `+` (empty when none could be used).
-    pub covariates: String,
-    pub lab_coefficient: Option<f64>,
-    pub lab_std_error: Option<f64>,
-    pub ci_low: Option<f64>,
-    pub ci_high: Option<f64>,
-    pub ci_level: Option<f64>,
-    pub t_statistic: Option<f64>,
-    /// The Freedman-Lane p-value.
-    pub p_value: Option<f64>,
-    pub permutations: Option<i64>,
-    pub p_holm: Option<f64>,
-    pub p_bh: Option<f64>,
-    pub verdict: String,
-    /// Why the test could not be run.
-    pub note: Option<String>,
-}
 
 /// The attention parameter count of a model from its dimensions.
 fn attn_params(o: &Observation) -> f64 {
@@ -84,13 +60,14 @@ fn attn_params(o: &Observation) -> f64 {
 
 /// Runs the size-controlled test for every metric and kind of the plan, writes
 /// `hypothesis_size/result.parquet` and returns the rows in plan order.
-pub fn run_size_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<SizeRow>> {
-    plan.validate()?;
+pub fn run_size_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<HypothesisSizeRow>> {
+    plan.validate()
+        .map_err(|e| SqlError::Invalid(format!("test plan: {e}")))?;
     let dataset = Dataset::open(dataset_dir)?;
     let means = MeansTable::load(&dataset)?;
     let mut rows = Vec::new();
-    for metric in &plan.metrics {
-        for kind in &plan.kinds {
+    for &metric in &plan.metrics {
+        for &kind in &plan.kinds {
             rows.push(test_one(&means, plan, metric, kind)?);
         }
     }
@@ -99,8 +76,13 @@ pub fn run_size_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<SizeRow
     Ok(rows)
 }
 
-fn test_one(means: &MeansTable, plan: &TestPlan, metric: &str, kind: &str) -> Result<SizeRow> {
-    let obs = means.observations(metric, kind)?;
+fn test_one(
+    means: &MeansTable,
+    plan: &TestPlan,
+    metric: Metric,
+    kind: MatrixKind,
+) -> Result<HypothesisSizeRow> {
+    let obs = means.observations(metric.name(), kind.name())?;
     let in_a: Vec<bool> = obs
         .iter()
         .map(|o| {
@@ -112,25 +94,25 @@ fn test_one(means: &MeansTable, plan: &TestPlan, metric: &str, kind: &str) -> Re
         .collect();
     let y: Vec<f64> = obs.iter().map(|o| o.value).collect();
     let n_a = in_a.iter().filter(|&&a| a).count() as i64;
-    let mut row = SizeRow {
-        metric: metric.to_string(),
-        kind: kind.to_string(),
+    let mut row = HypothesisSizeRow {
+        metric: metric.name().to_string(),
+        kind: kind.name().to_string(),
         group_a: plan.group_a_name(),
         group_b: GROUP_B_NAME.to_string(),
         n_a,
         n_b: obs.len() as i64 - n_a,
         alternative: plan.alternative.as_str().to_string(),
         covariates: String::new(),
-        lab_coefficient: None,
-        lab_std_error: None,
-        ci_low: None,
-        ci_high: None,
-        ci_level: None,
-        t_statistic: None,
-        p_value: None,
+        lab_coefficient: f64::NAN,
+        lab_std_error: f64::NAN,
+        ci_low: f64::NAN,
+        ci_high: f64::NAN,
+        ci_level: f64::NAN,
+        t_statistic: f64::NAN,
+        p_value: f64::NAN,
         permutations: None,
-        p_holm: None,
-        p_bh: None,
+        p_holm: f64::NAN,
+        p_bh: f64::NAN,
         verdict: NOT_TESTED.to_string(),
         note: None,
     };
@@ -157,13 +139,13 @@ fn test_one(means: &MeansTable, plan: &TestPlan, metric: &str, kind: &str) -> Re
     match size_controlled_test(&y, &in_a, &candidates, plan.alternative, CI_LEVEL) {
         Ok(r) => {
             row.covariates = r.covariates.join("+");
-            row.lab_coefficient = Some(r.coefficient);
-            row.lab_std_error = Some(r.std_error);
-            row.ci_low = Some(r.ci_low);
-            row.ci_high = Some(r.ci_high);
-            row.ci_level = Some(r.ci_level);
-            row.t_statistic = Some(r.t_statistic);
-            row.p_value = Some(r.p_value);
+            row.lab_coefficient = r.coefficient;
+            row.lab_std_error = r.std_error;
+            row.ci_low = r.ci_low;
+            row.ci_high = r.ci_high;
+            row.ci_level = r.ci_level;
+            row.t_statistic = r.t_statistic;
+            row.p_value = r.p_value;
             row.permutations = Some(r.permutations as i64);
         }
         Err(e) => row.note = Some(e.to_string()),
@@ -172,19 +154,19 @@ fn test_one(means: &MeansTable, plan: &TestPlan, metric: &str, kind: &str) -> Re
 }
 
 /// Holm and BH over the rows with a p-value; verdicts from the Holm-adjusted p.
-fn adjust(rows: &mut [SizeRow], alpha: f64) -> Result<()> {
+fn adjust(rows: &mut [HypothesisSizeRow], alpha: f64) -> Result<()> {
     let tested: Vec<usize> = (0..rows.len())
-        .filter(|&i| rows[i].p_value.is_some())
+        .filter(|&i| rows[i].note.is_none())
         .collect();
-    let p: Vec<f64> = tested.iter().filter_map(|&i| rows[i].p_value).collect();
+    let p: Vec<f64> = tested.iter().map(|&i| rows[i].p_value).collect();
     let invalid = |e: attn_spectra::stats::multiplicity::MultiplicityError| {
         SqlError::Invalid(format!("multiplicity correction (hypothesis_size): {e}"))
     };
     let h = holm(&p).map_err(invalid)?;
     let b = benjamini_hochberg(&p).map_err(invalid)?;
     for (k, &i) in tested.iter().enumerate() {
-        rows[i].p_holm = Some(h[k]);
-        rows[i].p_bh = Some(b[k]);
+        rows[i].p_holm = h[k];
+        rows[i].p_bh = b[k];
         rows[i].verdict = if h[k] < alpha {
             SUPPORTED
         } else {
@@ -195,83 +177,43 @@ fn adjust(rows: &mut [SizeRow], alpha: f64) -> Result<()> {
     Ok(())
 }
 
-/// The rows as a batch of the `hypothesis_size/` schema.
-pub fn to_batch(rows: &[SizeRow]) -> Result<RecordBatch> {
-    let strings = |f: fn(&SizeRow) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
-    };
-    let ints = |f: fn(&SizeRow) -> Option<i64>| -> ArrayRef {
-        Arc::new(Int64Array::from_iter(rows.iter().map(f)))
-    };
-    let floats = |f: fn(&SizeRow) -> Option<f64>| -> ArrayRef {
-        Arc::new(Float64Array::from_iter(rows.iter().map(f)))
-    };
-    let columns = vec![
-        strings(|r| &r.metric),
-        strings(|r| &r.kind),
-        strings(|r| &r.group_a),
-        strings(|r| &r.group_b),
-        ints(|r| Some(r.n_a)),
-        ints(|r| Some(r.n_b)),
-        strings(|r| &r.alternative),
-        strings(|r| &r.covariates),
-        floats(|r| r.lab_coefficient),
-        floats(|r| r.lab_std_error),
-        floats(|r| r.ci_low),
-        floats(|r| r.ci_high),
-        floats(|r| r.ci_level),
-        floats(|r| r.t_statistic),
-        floats(|r| r.p_value),
-        ints(|r| r.permutations),
-        floats(|r| r.p_holm),
-        floats(|r| r.p_bh),
-        strings(|r| &r.verdict),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.note.as_deref()))),
-    ];
-    RecordBatch::try_new(schema::hypothesis_size(), columns).map_err(|e| {
-        SqlError::Dataset(ds::DatasetError::Arrow {
-            table: ds::HYPOTHESIS_SIZE.into(),
-            source: e,
-        })
-    })
-}
-
 /// Writes `rows` to `<dataset>/hypothesis_size/result.parquet` (atomically), with the plan,
-/// the permutation and bootstrap counts and the tool version in the key-value metadata.
-pub fn write_size(dataset_dir: &Path, rows: &[SizeRow], plan: &TestPlan) -> Result<()> {
-    use attn_spectra::stats::regression as reg;
-    let batch = to_batch(rows)?;
+/// the permutation and bootstrap counts and seeds and the tool version in the metadata.
+pub fn write_size(dataset_dir: &Path, rows: &[HypothesisSizeRow], plan: &TestPlan) -> Result<()> {
     let plan_json =
         serde_json::to_string(plan).map_err(|e| SqlError::Invalid(format!("test plan: {e}")))?;
     let metadata = vec![
-        ("test_plan".to_string(), plan_json),
-        ("sql_file".to_string(), "model_means.sql".to_string()),
-        ("permutations".to_string(), reg::PERMUTATIONS.to_string()),
+        (META_TEST_PLAN.to_string(), plan_json),
+        (META_SQL_FILE.to_string(), "model_means.sql".to_string()),
+        (META_PERMUTATIONS.to_string(), reg::PERMUTATIONS.to_string()),
         (
-            "permutation_seed".to_string(),
+            META_PERMUTATION_SEED.to_string(),
             format!("{:#x}", reg::FREEDMAN_LANE_SEED),
         ),
         (
-            "bootstrap_resamples".to_string(),
+            META_BOOTSTRAP_RESAMPLES.to_string(),
             reg::BOOTSTRAP_RESAMPLES.to_string(),
         ),
         (
-            "bootstrap_seed".to_string(),
+            META_BOOTSTRAP_SEED.to_string(),
             format!("{:#x}", reg::BOOTSTRAP_SEED),
         ),
-        ("tool_version".to_string(), TOOL_VERSION.to_string()),
+        (META_TOOL_VERSION.to_string(), TOOL_VERSION.to_string()),
     ];
-    let path = ds::table_file(dataset_dir, ds::HYPOTHESIS_SIZE, "result");
-    ds::write_parquet_atomic(&path, schema::hypothesis_size(), &[batch], &metadata)?;
+    DatasetDir::new(dataset_dir).write_table(FILE_STEM, rows, &metadata)?;
     Ok(())
 }
 
-fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
+fn opt(v: f64, digits: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.digits$}")
+    } else {
+        "-".to_string()
+    }
 }
 
-/// The rows as text, one line per test.
-pub fn render_size_text(rows: &[SizeRow], alpha: f64) -> String {
+/// The rows as text, one block per test.
+pub fn render_size_text(rows: &[HypothesisSizeRow], alpha: f64) -> String {
     let Some(first) = rows.first() else {
         return "No size-controlled tests.\n".to_string();
     };
@@ -279,7 +221,7 @@ pub fn render_size_text(rows: &[SizeRow], alpha: f64) -> String {
         "SIZE-CONTROLLED TEST: {} vs {} at equal size (OLS on size covariates and a lab indicator; Freedman-Lane permutation p, {} permutations; {:.0} % residual-bootstrap interval; verdict from the Holm-adjusted p < {alpha})\n",
         first.group_a,
         first.group_b,
-        attn_spectra::stats::regression::PERMUTATIONS,
+        reg::PERMUTATIONS,
         CI_LEVEL * 100.0
     );
     for r in rows {

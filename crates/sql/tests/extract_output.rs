@@ -1,14 +1,14 @@
 //! The SQL layer on what the real extract engine writes: the tiny transformers checkpoints of
-//! tests/fixtures/arch, analysed by `attn_spectra::extract::analyse_model` and written with
-//! the extract stage's batch builders, as `pipeline run extract` does. The shipped SQL files
+//! tests/fixtures/arch, extracted by `attn_spectra::extract::extract_unit` and written by
+//! `attn_spectra::dataset::DatasetDir::write_unit`, as `pipeline run extract` does. The shipped SQL files
 //! and the hypothesis test must run on that output, and their numbers must equal the ones
 //! computed directly from the engine's results (independently of SQL).
 
 use std::path::Path;
 
-use attn_spectra::dataset::rows::{self, ModelRow};
-use attn_spectra::dataset::{self as ds, schema};
-use attn_spectra::extract::{MatrixResult, Plan, analyse_model};
+use attn_spectra::dataset::{DatasetDir, UnitMeta};
+use attn_spectra::extract::{MatrixResult, ModelSource, Plan, Provenance, extract_unit};
+use attn_spectra::pipeline::ModelEntry;
 use attn_spectra::spectral::{FaerBackend, Precision};
 use attn_spectra::{Architecture, Checkpoint, MatrixKind};
 use attn_spectra_sql::{Dataset, TestPlan, aggregate, run_tests};
@@ -22,6 +22,8 @@ const MODELS: &[(&str, &str, &str)] = &[
     ("gpt2", "openai/tiny-gpt2", "OpenAI"),
 ];
 
+/// Extracts each fixture into a unit and writes it as the extract stage does; returns the
+/// engine's results per model id (as the units carry them) for the comparisons.
 fn extract(out: &Path) -> Vec<(String, Vec<MatrixResult>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/arch");
     let backend = FaerBackend::new(1).unwrap();
@@ -31,58 +33,50 @@ fn extract(out: &Path) -> Vec<(String, Vec<MatrixResult>)> {
         fold_ln: false,
         precision: Precision::F64,
     };
+    let ds = DatasetDir::new(out);
+    let meta = UnitMeta {
+        pipeline_file: "test".into(),
+        pipeline: String::new(),
+        tool_version: "test".into(),
+        config_hash: "test".into(),
+    };
     let mut all = Vec::new();
     for (dir, id, lab) in MODELS {
-        let ckpt = Checkpoint::open(&root.join(dir)).unwrap();
-        let arch = Architecture::detect(ckpt.config()).unwrap();
-        let g = *arch.geometry();
-        let results = analyse_model(&ckpt, &arch, &plan, &backend, &mut |_| {}).unwrap();
-        let stem = ds::file_stem(id, "main");
-        let meta = [("tool_version".to_string(), "test".to_string())];
-        ds::write_parquet_atomic(
-            &ds::table_file(out, ds::SPECTRA, &stem),
-            schema::spectra(),
-            &[rows::spectra_batch(id, "main", &results).unwrap()],
-            &meta,
-        )
-        .unwrap();
-        ds::write_parquet_atomic(
-            &ds::table_file(out, ds::MATRICES, &stem),
-            schema::matrices(),
-            &[rows::matrices_batch(id, "main", &results).unwrap()],
-            &meta,
-        )
-        .unwrap();
-        let row = ModelRow {
-            model: id.to_string(),
+        let entry = ModelEntry {
+            id: id.to_string(),
             revision: "main".into(),
-            commit: None,
+            source: Some(root.join(dir)),
+            gguf: None,
             lab: Some(lab.to_string()),
             heritage: None,
-            architecture: arch.model_type().to_string(),
-            n_layers: g.n_layers,
-            d_model: g.d_model,
-            n_heads: g.n_heads,
-            n_kv_heads: g.n_kv_heads,
-            d_head: g.d_head,
-            source_format: "safetensors".into(),
-            source_dtype: "F32".into(),
-            fold_ln: false,
-            backend: "faer".into(),
-            precision: "f64".into(),
-            files: vec![],
-            config_sha256: "0".repeat(64),
-            tool_version: "test".into(),
-            extracted_at_us: 0,
-            identical_to: None,
+            color: None,
+            marker: None,
         };
-        ds::write_parquet_atomic(
-            &ds::table_file(out, ds::MODELS, &stem),
-            schema::models(),
-            &[rows::models_batch(&row).unwrap()],
-            &meta,
-        )
-        .unwrap();
+        let ckpt = Checkpoint::open(&root.join(dir)).unwrap();
+        let arch = Architecture::detect(ckpt.config()).unwrap();
+        let provenance = Provenance::local(&ckpt, |_| None).unwrap();
+        let source = ModelSource {
+            entry: &entry,
+            ckpt: &ckpt,
+            arch: &arch,
+            provenance: &provenance,
+        };
+        let unit = extract_unit(&source, &plan, &backend, "faer", &mut |_| {}).unwrap();
+        ds.write_unit(&unit, &meta).unwrap();
+        let results = unit
+            .matrices
+            .iter()
+            .zip(&unit.spectra)
+            .map(|(m, s)| MatrixResult {
+                layer: m.key.layer,
+                head: m.key.head,
+                kind: m.key.kind,
+                rows: m.rows,
+                cols: m.cols,
+                singular_values: s.singular_values.clone(),
+                metrics: m.metrics,
+            })
+            .collect();
         all.push((id.to_string(), results));
     }
     all
@@ -180,8 +174,8 @@ fn shipped_sql_and_tests_run_on_extract_output() {
     // The default test runs: 2 EleutherAI models against 3 others.
     let rows = run_tests(dir.path(), &TestPlan::default()).unwrap();
     assert_eq!(rows.len(), 12);
-    assert!(rows.iter().all(|r| r.n_a == 2 && r.n_b == 3));
+    assert!(rows.iter().all(|r| r.row.n_a == 2 && r.row.n_b == 3));
     // With 2 against 3 models the smallest one-sided p is 1/10: never below 0.05.
-    assert!(rows.iter().all(|r| r.p_value >= 0.1 - 1e-12));
-    assert!(rows.iter().all(|r| r.verdict == "NOT SUPPORTED"));
+    assert!(rows.iter().all(|r| r.row.p_value >= 0.1 - 1e-12));
+    assert!(rows.iter().all(|r| r.row.verdict == "NOT SUPPORTED"));
 }

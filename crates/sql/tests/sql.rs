@@ -6,9 +6,11 @@
 
 mod fixture;
 
+use attn_spectra::MatrixKind;
+use attn_spectra::dataset::hypothesis::NOT_SUPPORTED;
 use attn_spectra::dataset::{self as ds, read_metadata};
+use attn_spectra::spectral::Metric;
 use attn_spectra_sql::aggregate::{SqlFile, aggregate_files, shipped_files};
-use attn_spectra_sql::hypothesis::NOT_SUPPORTED;
 use attn_spectra_sql::output::{self, OutputFormat};
 use attn_spectra_sql::{
     Dataset, SqlError, TestPlan, aggregate, render_size_text, render_text, run_size_tests,
@@ -91,14 +93,7 @@ fn schemas_of_every_table() {
     }
     insta::assert_snapshot!("schemas", text);
     // The core tables read back with exactly the core schemas.
-    for (table, schema) in [
-        ("models", ds::schema::models()),
-        ("matrices", ds::schema::matrices()),
-        ("spectra", ds::schema::spectra()),
-        ("failures", ds::schema::failures()),
-        ("hypothesis", ds::schema::hypothesis()),
-        ("hypothesis_size", ds::schema::hypothesis_size()),
-    ] {
+    for (table, schema) in ds::core_tables() {
         let result = dataset
             .query_result(&format!("SELECT * FROM {table} LIMIT 0"))
             .unwrap();
@@ -110,7 +105,8 @@ fn schemas_of_every_table() {
 fn hypothesis_matches_scipy() {
     let dir = fixture::dataset();
     let plan = TestPlan::default();
-    let got = run_tests(dir.path(), &plan).unwrap();
+    let tests = run_tests(dir.path(), &plan).unwrap();
+    let got: Vec<&ds::HypothesisRow> = tests.iter().map(|t| &t.row).collect();
     let expected = fixture::load("expected.json");
     let want = expected["hypothesis"].as_array().unwrap();
     assert_eq!(got.len(), want.len());
@@ -144,7 +140,8 @@ fn hypothesis_matches_scipy() {
     }
     // The incomplete model (matrices without a models row) is in neither group.
     assert!(
-        got.iter()
+        tests
+            .iter()
             .all(|r| !r.models_a.iter().any(|m| m.contains("pythia-1b")))
     );
     // The seed's result on this fixture: W_V and W_O spectral norms at the smallest raw p,
@@ -173,7 +170,7 @@ fn hypothesis_matches_scipy() {
             .any(|(k, v)| k == "test_plan" && v.contains("EleutherAI"))
     );
 
-    let text = render_text(&got, plan.alpha);
+    let text = render_text(&tests, plan.alpha);
     insta::assert_snapshot!("hypothesis_text", text);
     assert!(text.contains("W_V Spectral Norm:\n  EleutherAI mean: "));
     assert!(text.contains(
@@ -188,8 +185,8 @@ fn hypothesis_matches_scipy() {
 fn nan_means_fail_naming_metric_and_kind() {
     let dir = fixture::dataset();
     let plan = TestPlan {
-        metrics: vec!["entropy".into()],
-        kinds: vec!["W_O".into()],
+        metrics: vec![Metric::Entropy],
+        kinds: vec![MatrixKind::WO],
         ..TestPlan::default()
     };
     let err = run_tests(dir.path(), &plan).unwrap_err();
@@ -457,7 +454,7 @@ fn size_controlled_test_matches_statsmodels_and_numpy() {
             ("p_holm", g.p_holm, 1e-12),
             ("p_bh", g.p_bh, 1e-12),
         ] {
-            let (got, want) = (value.unwrap(), w[name].as_f64().unwrap());
+            let (got, want) = (value, w[name].as_f64().unwrap());
             assert!(
                 (got - want).abs() <= tol * want.abs().max(1e-12),
                 "{what} {name}: {got} vs {want}"

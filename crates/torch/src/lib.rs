@@ -25,9 +25,6 @@
 //! [`TorchBackend::cuda`] also `dlopen`s `libtorch_cuda.so` before its first CUDA query, so CUDA
 //! is found even when the linker dropped the library.
 
-use std::fmt;
-use std::str::FromStr;
-
 use attn_spectra::spectral::{FaerBackend, SpectralError, SvdBackend};
 
 #[cfg(feature = "libtorch")]
@@ -36,68 +33,21 @@ mod torch_backend;
 #[cfg(feature = "libtorch")]
 pub use torch_backend::{CudaDriver, TorchBackend};
 
-/// Which spectral backend to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum BackendChoice {
-    /// `torch-cuda` when libtorch is linked and sees a CUDA device, otherwise `faer`.
-    #[default]
-    Auto,
-    /// Pure Rust (faer), on the CPU.
-    Faer,
-    /// libtorch on the CPU.
-    TorchCpu,
-    /// libtorch on CUDA device 0.
-    TorchCuda,
-}
+pub use attn_spectra::spectral::BackendChoice;
 
-impl BackendChoice {
-    /// The names accepted by [`FromStr`], in order.
-    pub const NAMES: [&'static str; 4] = ["auto", "faer", "torch-cpu", "torch-cuda"];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendChoice::Auto => "auto",
-            BackendChoice::Faer => "faer",
-            BackendChoice::TorchCpu => "torch-cpu",
-            BackendChoice::TorchCuda => "torch-cuda",
-        }
-    }
-
-    /// The concrete backend `self` stands for here (resolves `Auto`).
-    pub fn resolve(self) -> BackendChoice {
-        match self {
-            BackendChoice::Auto if cuda_available() => BackendChoice::TorchCuda,
-            BackendChoice::Auto => BackendChoice::Faer,
-            other => other,
-        }
-    }
-}
-
-impl fmt::Display for BackendChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for BackendChoice {
-    type Err = BackendError;
-
-    fn from_str(s: &str) -> Result<BackendChoice, BackendError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(BackendChoice::Auto),
-            "faer" => Ok(BackendChoice::Faer),
-            "torch-cpu" => Ok(BackendChoice::TorchCpu),
-            "torch-cuda" => Ok(BackendChoice::TorchCuda),
-            _ => Err(BackendError::Unknown(s.to_string())),
-        }
+/// The concrete backend `choice` stands for in this build (resolves `auto`: `torch-cuda`
+/// when libtorch is linked and sees a CUDA device, otherwise `faer`).
+pub fn resolve(choice: BackendChoice) -> BackendChoice {
+    match choice {
+        BackendChoice::Auto if cuda_available() => BackendChoice::TorchCuda,
+        BackendChoice::Auto => BackendChoice::Faer,
+        other => other,
     }
 }
 
 /// Errors choosing or starting a backend.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("unknown backend `{0}`: expected one of auto, faer, torch-cpu, torch-cuda")]
-    Unknown(String),
     #[error(
         "backend {backend} needs libtorch, but this build does not link it (rebuild with the `torch` cargo feature)"
     )]
@@ -131,7 +81,7 @@ pub fn make_backend(
     choice: BackendChoice,
     threads: usize,
 ) -> Result<Box<dyn SvdBackend>, BackendError> {
-    match choice.resolve() {
+    match resolve(choice) {
         BackendChoice::Faer | BackendChoice::Auto => Ok(Box::new(FaerBackend::new(threads)?)),
         #[cfg(feature = "libtorch")]
         BackendChoice::TorchCpu => Ok(Box::new(TorchBackend::cpu(threads))),
@@ -150,10 +100,9 @@ mod tests {
 
     #[test]
     fn parses_every_name() {
-        for name in BackendChoice::NAMES {
-            let c: BackendChoice = name.parse().unwrap();
-            assert_eq!(c.name(), name);
-            assert_eq!(c.to_string(), name);
+        for c in BackendChoice::ALL {
+            assert_eq!(c.name().parse::<BackendChoice>().unwrap(), c);
+            assert_eq!(c.to_string(), c.name());
         }
         assert_eq!(
             " Torch-CUDA ".parse::<BackendChoice>().unwrap(),
@@ -165,7 +114,7 @@ mod tests {
 
     #[test]
     fn auto_resolves_to_a_concrete_backend() {
-        let r = BackendChoice::Auto.resolve();
+        let r = resolve(BackendChoice::Auto);
         assert!(r == BackendChoice::Faer || r == BackendChoice::TorchCuda);
         assert_eq!(r == BackendChoice::TorchCuda, cuda_available());
         let b = make_backend(BackendChoice::Faer, 1).unwrap();
@@ -179,6 +128,6 @@ mod tests {
             let err = make_backend(c, 1).err().unwrap().to_string();
             assert!(err.contains(c.name()) && err.contains("`torch`"), "{err}");
         }
-        assert_eq!(BackendChoice::Auto.resolve(), BackendChoice::Faer);
+        assert_eq!(resolve(BackendChoice::Auto), BackendChoice::Faer);
     }
 }

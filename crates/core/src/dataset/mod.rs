@@ -1,32 +1,54 @@
-//! The dataset on disk: one directory per table, one Parquet file per model and revision.
+//! The dataset on disk, and the one module that writes and reads it: one directory per
+//! table, one Parquet file per model and revision.
 //!
 //! ```text
 //! <out>/models/EleutherAI--pythia-160m@main.parquet
 //! <out>/matrices/EleutherAI--pythia-160m@main.parquet
 //! <out>/spectra/EleutherAI--pythia-160m@main.parquet
-//! <out>/failures/...            <out>/hypothesis/...     <out>/<sql result>/...
+//! <out>/failures/...            <out>/hypothesis/result.parquet     <out>/<sql result>/...
 //! ```
 //!
-//! DataFusion, DuckDB, polars and pandas each read a table directory as one table. Files are
-//! written under a hidden temporary name and renamed into place, so a killed run leaves no
-//! partial Parquet file: a table file either exists whole or not at all. For a model, the
-//! `models/` row is written last and marks the model complete.
+//! DataFusion, DuckDB, polars and pandas each read a table directory as one table.
+//!
+//! - Each table has one row type, with its Arrow schema and its `to_batch`/`from_batch`
+//!   next to each other ([`TableRow`]): [`ModelRow`] (`models/`), [`MatrixRow`]
+//!   (`matrices/`), [`SpectrumRow`] (`spectra/`), [`FailureRow`] (`failures/`),
+//!   [`HypothesisRow`] (`hypothesis/`), [`HypothesisSizeRow`] (`hypothesis_size/`). Adding a column is a change to that one file (a
+//!   metric column of `matrices/` is a change to [`crate::spectral::Metric`] only).
+//! - [`unit`] owns the write protocol of one model (a *unit*: its `spectra/`, `matrices/`
+//!   and `models/` files, their key-value metadata, the order that makes `models/` mark the
+//!   unit complete, and the configuration hash a resumed run compares).
+//! - [`files`] owns atomic writes, temporary names and listing a table's files;
+//!   [`DatasetDir`] reads rows back.
+//! - [`aggregates`] names the SQL result tables and the columns other crates read from them.
+//!
+//! No other crate matches a column of these tables by name.
 
-pub mod rows;
-pub mod schema;
+pub mod aggregates;
+mod columns;
+pub mod failures;
+pub mod files;
+pub mod hypothesis;
+pub mod hypothesis_size;
+pub mod matrices;
+pub mod models;
+pub mod unit;
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow_array::RecordBatch;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
 
-/// Errors writing or reading dataset files; each names the file.
+pub use columns::ColumnError;
+pub use failures::FailureRow;
+pub use files::{read_metadata, remove_stale_temporaries, write_atomic_with, write_parquet_atomic};
+pub use hypothesis::HypothesisRow;
+pub use hypothesis_size::HypothesisSizeRow;
+pub use matrices::{MatrixKey, MatrixRow, SpectrumRow};
+pub use models::{FileRecord, ModelRow};
+pub use unit::{DatasetDir, Unit, UnitMeta};
+
+/// Errors writing or reading dataset files; each names the file or table.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error("cannot write {path}: {source}")]
@@ -35,11 +57,23 @@ pub enum DatasetError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot write Parquet file {path}: {source}")]
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Parquet file {path}: {source}")]
     Parquet {
         path: PathBuf,
         #[source]
         source: parquet::errors::ParquetError,
+    },
+    #[error("cannot read Parquet file {path}: {source}")]
+    ReadArrow {
+        path: PathBuf,
+        #[source]
+        source: arrow_schema::ArrowError,
     },
     #[error("cannot build table `{table}`: {source}")]
     Arrow {
@@ -47,32 +81,98 @@ pub enum DatasetError {
         #[source]
         source: arrow_schema::ArrowError,
     },
+    #[error("{path} (table `{table}`): {source}")]
+    Column {
+        path: PathBuf,
+        table: String,
+        #[source]
+        source: ColumnError,
+    },
+}
+
+/// One table's row type: its directory, schema and conversions to and from Arrow.
+pub trait TableRow: Sized {
+    /// The table's directory name.
+    const TABLE: &'static str;
+    /// The table's Arrow schema: the contract with downstream notebooks.
+    fn schema() -> SchemaRef;
+    /// The rows as one batch of [`TableRow::schema`].
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch, DatasetError>;
+    /// The rows of a batch, its columns found by name and cast to the schema's types.
+    fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ColumnError>;
 }
 
 /// The table directories of a dataset.
-pub const MODELS: &str = "models";
-pub const MATRICES: &str = "matrices";
-pub const SPECTRA: &str = "spectra";
-pub const FAILURES: &str = "failures";
-pub const HYPOTHESIS: &str = "hypothesis";
-pub const HYPOTHESIS_SIZE: &str = "hypothesis_size";
+pub const MODELS: &str = ModelRow::TABLE;
+pub const MATRICES: &str = MatrixRow::TABLE;
+pub const SPECTRA: &str = SpectrumRow::TABLE;
+pub const FAILURES: &str = FailureRow::TABLE;
+pub const HYPOTHESIS: &str = HypothesisRow::TABLE;
+pub const HYPOTHESIS_SIZE: &str = HypothesisSizeRow::TABLE;
 
-/// The file stem for a model and revision: `org--name@revision`, with any character outside
-/// `[A-Za-z0-9._-]` replaced by `_` (Hub ids use `/`, which becomes `--` as in the HF cache).
+/// The core tables (written by extract and test) and their schemas.
+pub fn core_tables() -> [(&'static str, SchemaRef); 6] {
+    [
+        (MODELS, ModelRow::schema()),
+        (MATRICES, MatrixRow::schema()),
+        (SPECTRA, SpectrumRow::schema()),
+        (FAILURES, FailureRow::schema()),
+        (HYPOTHESIS, HypothesisRow::schema()),
+        (HYPOTHESIS_SIZE, HypothesisSizeRow::schema()),
+    ]
+}
+
+/// A record batch of `table`, or an error naming the table.
+fn batch(
+    table: &str,
+    schema: SchemaRef,
+    columns: Vec<ArrayRef>,
+) -> Result<RecordBatch, DatasetError> {
+    RecordBatch::try_new(schema, columns).map_err(|source| DatasetError::Arrow {
+        table: table.to_string(),
+        source,
+    })
+}
+
+/// A count or index as Int32, or an error naming the table and column.
+fn i32_of(table: &str, what: &str, v: usize) -> Result<i32, DatasetError> {
+    i32::try_from(v).map_err(|_| DatasetError::Arrow {
+        table: table.to_string(),
+        source: arrow_schema::ArrowError::InvalidArgumentError(format!("{what} {v} exceeds int32")),
+    })
+}
+
+/// Escapes `s` for a file name: `[A-Za-z0-9._-]` kept, any other byte as `%XX`; a `-` that
+/// starts or ends `s` or follows another `-` is escaped too, so `s` never holds `--`.
+fn escape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        let plain = b.is_ascii_alphanumeric()
+            || b == b'.'
+            || b == b'_'
+            || (b == b'-' && i > 0 && i + 1 < bytes.len() && bytes[i - 1] != b'-');
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The file stem for a model and revision: `org--name@revision`. Hub ids keep their
+/// spelling (`/` becomes `--`, as in the Hugging Face cache); any other character outside
+/// `[A-Za-z0-9._-]` is escaped as `%XX` (`refs/pr/1` becomes `refs%2Fpr%2F1`), so that
+/// different (model, revision) pairs never share a file: the stem is injective. A leading
+/// `.` is escaped too (hidden files are temporaries).
 pub fn file_stem(model: &str, revision: &str) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    let model = model.split('/').map(clean).collect::<Vec<_>>().join("--");
-    format!("{model}@{}", clean(revision))
+    let model = model.split('/').map(escape).collect::<Vec<_>>().join("--");
+    let stem = format!("{model}@{}", escape(revision));
+    match stem.strip_prefix('.') {
+        Some(rest) => format!("%2E{rest}"),
+        None => stem,
+    }
 }
 
 /// The path of a table file: `<out>/<table>/<stem>.parquet`.
@@ -80,157 +180,233 @@ pub fn table_file(out: &Path, table: &str, stem: &str) -> PathBuf {
     out.join(table).join(format!("{stem}.parquet"))
 }
 
-/// Writes `batches` to `path` as one Parquet file, atomically: the bytes go to a hidden
-/// temporary file in the same directory, which is synced and then renamed over `path`.
-/// `metadata` becomes the file's key-value metadata.
-pub fn write_parquet_atomic(
-    path: &Path,
-    schema: Arc<arrow_schema::Schema>,
-    batches: &[RecordBatch],
-    metadata: &[(String, String)],
-) -> Result<(), DatasetError> {
-    let io = |source| DatasetError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    write_atomic_with(path, io, |file| {
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_key_value_metadata(Some(
-                metadata
-                    .iter()
-                    .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                    .collect(),
-            ))
-            .build();
-        let pq = |source| DatasetError::Parquet {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq)?;
-        for batch in batches {
-            writer.write(batch).map_err(pq)?;
-        }
-        let mut file = writer.into_inner().map_err(pq)?;
-        file.flush().map_err(io)?;
-        Ok(file)
-    })
-}
-
-/// Writes the file `path` atomically: `write` fills a hidden temporary file in the same
-/// directory (created if needed) and hands it back; it is then synced and renamed over
-/// `path`. On any error the temporary file is removed and `path` is left as it was.
-/// `io` turns I/O errors into the caller's error type.
-pub fn write_atomic_with<E>(
-    path: &Path,
-    io: impl Fn(std::io::Error) -> E,
-    write: impl FnOnce(File) -> Result<File, E>,
-) -> Result<(), E> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(&io)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let file = File::create(&tmp).map_err(&io)?;
-        let file = write(file)?;
-        file.sync_all().map_err(&io)?;
-        std::fs::rename(&tmp, path).map_err(&io)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Removes temporary files left by a killed writer under `out`'s table directories.
-/// Returns how many were removed.
-pub fn remove_stale_temporaries(out: &Path) -> std::io::Result<usize> {
-    let mut removed = 0;
-    let Ok(tables) = std::fs::read_dir(out) else {
-        return Ok(0);
-    };
-    for table in tables.flatten() {
-        if !table.path().is_dir() {
-            continue;
-        }
-        for entry in std::fs::read_dir(table.path())?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.contains(".parquet.tmp-") {
-                std::fs::remove_file(entry.path())?;
-                removed += 1;
-            }
-        }
-    }
-    Ok(removed)
-}
-
-/// The key-value metadata of a Parquet file, or `None` if it cannot be read as Parquet.
-pub fn read_metadata(path: &Path) -> Option<Vec<(String, String)>> {
-    let file = File::open(path).ok()?;
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
-    use parquet::file::reader::FileReader;
-    let kv = reader
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()?
-        .clone();
-    Some(
-        kv.into_iter()
-            .map(|k| (k.key, k.value.unwrap_or_default()))
-            .collect(),
-    )
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{ArrayRef, Int32Array};
-    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
 
     #[test]
-    fn stems_are_safe_file_names() {
+    fn stems_keep_hub_ids_readable() {
         assert_eq!(
             file_stem("EleutherAI/pythia-160m", "step1000"),
             "EleutherAI--pythia-160m@step1000"
         );
         assert_eq!(file_stem("gpt2", "main"), "gpt2@main");
-        assert_eq!(file_stem("a b/c", "refs/pr/1"), "a_b--c@refs_pr_1");
+        assert_eq!(
+            file_stem("Qwen/Qwen2.5-0.5B", "v1.0_rc"),
+            "Qwen--Qwen2.5-0.5B@v1.0_rc"
+        );
+        assert_eq!(file_stem("a b/c", "refs/pr/1"), "a%20b--c@refs%2Fpr%2F1");
+    }
+
+    /// Names that the former `_` replacement mapped to one file get different stems.
+    #[test]
+    fn stems_are_injective() {
+        let pairs = [
+            ("a b/c", "main"),
+            ("a_b/c", "main"),
+            ("a/b", "main"),
+            ("a--b", "main"),
+            ("a-/b", "main"),
+            ("a/-b", "main"),
+            ("a", "b@main"),
+            ("a@b", "main"),
+            ("x", "refs/pr/1"),
+            ("x", "refs_pr_1"),
+            ("x", "refs%2Fpr%2F1"),
+            (".hidden", "main"),
+            ("%2Ehidden", "main"),
+            ("a//b", "main"),
+            ("a/", "main"),
+            ("a", "main"),
+        ];
+        let stems: std::collections::BTreeSet<String> =
+            pairs.iter().map(|(m, r)| file_stem(m, r)).collect();
+        assert_eq!(stems.len(), pairs.len(), "{stems:?}");
+        for s in &stems {
+            assert!(!s.starts_with('.'), "{s}");
+            assert!(!s.contains('/'), "{s}");
+        }
+    }
+
+    /// Rows survive `to_batch` and `from_batch` (compared by their Debug text, in which
+    /// NaN equals NaN).
+    fn round_trip<R: TableRow + std::fmt::Debug>(rows: Vec<R>) {
+        let batch = R::to_batch(&rows).unwrap();
+        assert_eq!(batch.schema(), R::schema());
+        let back = R::from_batch(&batch).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{rows:?}"));
     }
 
     #[test]
-    fn atomic_write_leaves_only_the_final_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = table_file(dir.path(), MATRICES, "m@main");
-        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(Int32Array::from(vec![1, 2, 3])) as ArrayRef],
-        )
-        .unwrap();
-        write_parquet_atomic(&path, schema, &[batch], &[("k".into(), "v".into())]).unwrap();
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, vec!["m@main.parquet"]);
-        let meta = read_metadata(&path).unwrap();
-        assert!(meta.contains(&("k".to_string(), "v".to_string())));
+    fn every_table_round_trips() {
+        use crate::kind::MatrixKind;
+        use crate::spectral::{Metric, Metrics, metrics};
+        let mut none = models::example("org/b");
+        none.files.clear();
+        none.commit = None;
+        round_trip(vec![models::example("org/a"), none]);
+        let key = |head, kind| MatrixKey {
+            model: "m".into(),
+            revision: "main".into(),
+            layer: 3,
+            head,
+            kind,
+        };
+        let mut unknown = Metrics::unknown();
+        unknown.set(Metric::ConditionNumber, f64::INFINITY);
+        round_trip(vec![
+            MatrixRow {
+                key: key(None, MatrixKind::WQ),
+                rows: 8,
+                cols: 4,
+                metrics: metrics(&[3.0, 2.0, 1.0, 0.5]),
+            },
+            MatrixRow {
+                key: key(Some(1), MatrixKind::OV),
+                rows: 8,
+                cols: 8,
+                metrics: unknown,
+            },
+        ]);
+        round_trip(vec![
+            SpectrumRow {
+                key: key(Some(0), MatrixKind::WV),
+                singular_values: vec![2.0, 1.0],
+            },
+            SpectrumRow {
+                key: key(None, MatrixKind::QK),
+                singular_values: vec![],
+            },
+        ]);
+        round_trip(vec![FailureRow {
+            model: "m".into(),
+            revision: "r".into(),
+            stage: "extract".into(),
+            error: "boom".into(),
+            failed_at_us: 7,
+        }]);
+        round_trip(vec![HypothesisRow {
+            metric: "alpha".into(),
+            kind: "W_V".into(),
+            group_a: "A".into(),
+            group_b: "Others".into(),
+            n_a: 3,
+            n_b: 4,
+            mean_a: 1.5,
+            mean_b: 2.5,
+            alternative: "less".into(),
+            u_statistic: 2.0,
+            p_value: 0.05,
+            p_two_sided: 0.1,
+            rank_biserial: -0.6,
+            p_permutation: 0.06,
+            verdict: "NOT SUPPORTED".into(),
+            p_holm: 0.6,
+            p_bh: 0.3,
+            cohens_d: -1.2,
+            models_per_group_80: Some(13),
+        }]);
+        let size = |note: Option<&str>| HypothesisSizeRow {
+            metric: "alpha".into(),
+            kind: "OV".into(),
+            group_a: "A".into(),
+            group_b: "Others".into(),
+            n_a: 3,
+            n_b: 4,
+            alternative: "less".into(),
+            covariates: "log_attn_params".into(),
+            lab_coefficient: -0.5,
+            lab_std_error: 0.2,
+            ci_low: -0.9,
+            ci_high: -0.1,
+            ci_level: 0.95,
+            t_statistic: -2.5,
+            p_value: 0.01,
+            permutations: note.is_none().then_some(9999),
+            p_holm: 0.1,
+            p_bh: 0.05,
+            verdict: "NOT SUPPORTED".into(),
+            note: note.map(str::to_string),
+        };
+        round_trip(vec![size(None), size(Some("too few models"))]);
     }
 
+    /// NaN metrics and the no-fit sentinel are stored as null, as the schema documents.
     #[test]
-    fn stale_temporaries_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join(SPECTRA)).unwrap();
-        std::fs::write(
-            dir.path().join(SPECTRA).join(".x@main.parquet.tmp-42"),
-            b"partial",
+    fn unknown_metrics_are_null() {
+        use arrow_array::Array;
+        let row = MatrixRow {
+            key: MatrixKey {
+                model: "m".into(),
+                revision: "main".into(),
+                layer: 0,
+                head: None,
+                kind: crate::MatrixKind::WV,
+            },
+            rows: 2,
+            cols: 2,
+            metrics: crate::spectral::Metrics::unknown(),
+        };
+        let batch = MatrixRow::to_batch(&[row]).unwrap();
+        for m in crate::spectral::Metric::ALL {
+            assert!(batch.column_by_name(m.name()).unwrap().is_null(0), "{m}");
+        }
+    }
+
+    /// Columns are found by name and cast: a file whose strings are Utf8View and whose
+    /// extra columns are unknown still reads; a missing non-nullable column names itself.
+    #[test]
+    fn batches_from_other_writers() {
+        let rows = vec![FailureRow {
+            model: "m".into(),
+            revision: "r".into(),
+            stage: "extract".into(),
+            error: "e".into(),
+            failed_at_us: 1,
+        }];
+        let batch = FailureRow::to_batch(&rows).unwrap();
+        let mut fields: Vec<arrow_schema::Field> = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+            if f.name() == "model" {
+                fields.push(
+                    f.as_ref()
+                        .clone()
+                        .with_data_type(arrow_schema::DataType::Utf8View),
+                );
+                columns.push(arrow_cast::cast(c, &arrow_schema::DataType::Utf8View).unwrap());
+            } else {
+                fields.push(f.as_ref().clone());
+                columns.push(c.clone());
+            }
+        }
+        fields.push(arrow_schema::Field::new(
+            "extra",
+            arrow_schema::DataType::Int32,
+            true,
+        ));
+        columns.push(Arc::new(arrow_array::Int32Array::from(vec![Some(1)])));
+        let other = RecordBatch::try_new(
+            Arc::new(arrow_schema::Schema::new(fields.clone())),
+            columns.clone(),
         )
         .unwrap();
-        std::fs::write(dir.path().join(SPECTRA).join("y@main.parquet"), b"kept").unwrap();
-        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
-        assert!(dir.path().join(SPECTRA).join("y@main.parquet").exists());
+        assert_eq!(FailureRow::from_batch(&other).unwrap(), rows);
+        let without = RecordBatch::try_new(
+            Arc::new(arrow_schema::Schema::new(fields[1..].to_vec())),
+            columns[1..].to_vec(),
+        )
+        .unwrap();
+        let err = FailureRow::from_batch(&without).unwrap_err().to_string();
+        assert!(err.contains("`model`") && err.contains("missing"), "{err}");
     }
 }

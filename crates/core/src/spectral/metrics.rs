@@ -55,29 +55,196 @@ pub struct Metrics {
     pub mp_softrank: f64,
 }
 
+/// One metric of [`Metrics`]: the owner of the metric names, which are the Parquet column
+/// names of `matrices/` (in [`Metric::ALL`] order) and the names pipeline files use in
+/// `[test] metrics`. Adding a metric is a variant here, a field of [`Metrics`] and its
+/// computation; the table schema follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    SpectralNorm,
+    FrobeniusNorm,
+    NuclearNorm,
+    StableRank,
+    EffectiveRank,
+    ConditionNumber,
+    Alpha,
+    AlphaXmin,
+    AlphaKs,
+    NumPlSpikes,
+    LogNorm,
+    LogSpectralNorm,
+    AlphaWeighted,
+    Entropy,
+    MpEdge,
+    SpectralNormOverMp,
+    MpSoftrank,
+}
+
+impl Metric {
+    /// Every metric, in column order.
+    pub const ALL: [Metric; 17] = [
+        Metric::SpectralNorm,
+        Metric::FrobeniusNorm,
+        Metric::NuclearNorm,
+        Metric::StableRank,
+        Metric::EffectiveRank,
+        Metric::ConditionNumber,
+        Metric::Alpha,
+        Metric::AlphaXmin,
+        Metric::AlphaKs,
+        Metric::NumPlSpikes,
+        Metric::LogNorm,
+        Metric::LogSpectralNorm,
+        Metric::AlphaWeighted,
+        Metric::Entropy,
+        Metric::MpEdge,
+        Metric::SpectralNormOverMp,
+        Metric::MpSoftrank,
+    ];
+
+    /// The metric's name: its column in `matrices/`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Metric::SpectralNorm => "spectral_norm",
+            Metric::FrobeniusNorm => "frobenius_norm",
+            Metric::NuclearNorm => "nuclear_norm",
+            Metric::StableRank => "stable_rank",
+            Metric::EffectiveRank => "effective_rank",
+            Metric::ConditionNumber => "condition_number",
+            Metric::Alpha => "alpha",
+            Metric::AlphaXmin => "alpha_xmin",
+            Metric::AlphaKs => "alpha_ks",
+            Metric::NumPlSpikes => "num_pl_spikes",
+            Metric::LogNorm => "log_norm",
+            Metric::LogSpectralNorm => "log_spectral_norm",
+            Metric::AlphaWeighted => "alpha_weighted",
+            Metric::Entropy => "entropy",
+            Metric::MpEdge => "mp_edge",
+            Metric::SpectralNormOverMp => "spectral_norm_over_mp",
+            Metric::MpSoftrank => "mp_softrank",
+        }
+    }
+
+    /// True for the integer metric (`num_pl_spikes`, an Int64 column); every other metric
+    /// is a Float64 column.
+    pub const fn is_count(self) -> bool {
+        matches!(self, Metric::NumPlSpikes)
+    }
+
+    /// The names of all metrics, comma-separated (for error messages).
+    pub fn names() -> String {
+        Metric::ALL.map(Metric::name).join(", ")
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Metric, String> {
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown metric `{s}`; expected one of {}", Metric::names()))
+    }
+}
+
+impl serde::Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Metric, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl Metrics {
+    /// A metric's value; `num_pl_spikes` as a float (−1 without a fit).
+    pub fn value(&self, m: Metric) -> f64 {
+        match m {
+            Metric::SpectralNorm => self.spectral_norm,
+            Metric::FrobeniusNorm => self.frobenius_norm,
+            Metric::NuclearNorm => self.nuclear_norm,
+            Metric::StableRank => self.stable_rank,
+            Metric::EffectiveRank => self.effective_rank,
+            Metric::ConditionNumber => self.condition_number,
+            Metric::Alpha => self.alpha,
+            Metric::AlphaXmin => self.alpha_xmin,
+            Metric::AlphaKs => self.alpha_ks,
+            Metric::NumPlSpikes => self.num_pl_spikes as f64,
+            Metric::LogNorm => self.log_norm,
+            Metric::LogSpectralNorm => self.log_spectral_norm,
+            Metric::AlphaWeighted => self.alpha_weighted,
+            Metric::Entropy => self.entropy,
+            Metric::MpEdge => self.mp_edge,
+            Metric::SpectralNormOverMp => self.spectral_norm_over_mp,
+            Metric::MpSoftrank => self.mp_softrank,
+        }
+    }
+
+    /// Sets a metric's value; for `num_pl_spikes` the value is truncated to an integer.
+    pub fn set(&mut self, m: Metric, v: f64) {
+        let slot = match m {
+            Metric::SpectralNorm => &mut self.spectral_norm,
+            Metric::FrobeniusNorm => &mut self.frobenius_norm,
+            Metric::NuclearNorm => &mut self.nuclear_norm,
+            Metric::StableRank => &mut self.stable_rank,
+            Metric::EffectiveRank => &mut self.effective_rank,
+            Metric::ConditionNumber => &mut self.condition_number,
+            Metric::Alpha => &mut self.alpha,
+            Metric::AlphaXmin => &mut self.alpha_xmin,
+            Metric::AlphaKs => &mut self.alpha_ks,
+            Metric::NumPlSpikes => {
+                self.num_pl_spikes = v as i64;
+                return;
+            }
+            Metric::LogNorm => &mut self.log_norm,
+            Metric::LogSpectralNorm => &mut self.log_spectral_norm,
+            Metric::AlphaWeighted => &mut self.alpha_weighted,
+            Metric::Entropy => &mut self.entropy,
+            Metric::MpEdge => &mut self.mp_edge,
+            Metric::SpectralNormOverMp => &mut self.spectral_norm_over_mp,
+            Metric::MpSoftrank => &mut self.mp_softrank,
+        };
+        *slot = v;
+    }
+
+    /// Every metric unknown: NaN, and −1 for `num_pl_spikes`.
+    pub fn unknown() -> Metrics {
+        Metrics {
+            spectral_norm: f64::NAN,
+            frobenius_norm: f64::NAN,
+            nuclear_norm: f64::NAN,
+            stable_rank: f64::NAN,
+            effective_rank: f64::NAN,
+            condition_number: f64::NAN,
+            alpha: f64::NAN,
+            alpha_xmin: f64::NAN,
+            alpha_ks: f64::NAN,
+            num_pl_spikes: -1,
+            log_norm: f64::NAN,
+            log_spectral_norm: f64::NAN,
+            alpha_weighted: f64::NAN,
+            entropy: f64::NAN,
+            mp_edge: f64::NAN,
+            spectral_norm_over_mp: f64::NAN,
+            mp_softrank: f64::NAN,
+        }
+    }
+
     /// A float metric by its column name; `None` for unknown names and for the integer
     /// column `num_pl_spikes`.
     pub fn get(&self, name: &str) -> Option<f64> {
-        Some(match name {
-            "spectral_norm" => self.spectral_norm,
-            "frobenius_norm" => self.frobenius_norm,
-            "nuclear_norm" => self.nuclear_norm,
-            "stable_rank" => self.stable_rank,
-            "effective_rank" => self.effective_rank,
-            "condition_number" => self.condition_number,
-            "alpha" => self.alpha,
-            "alpha_xmin" => self.alpha_xmin,
-            "alpha_ks" => self.alpha_ks,
-            "log_norm" => self.log_norm,
-            "log_spectral_norm" => self.log_spectral_norm,
-            "alpha_weighted" => self.alpha_weighted,
-            "entropy" => self.entropy,
-            "mp_edge" => self.mp_edge,
-            "spectral_norm_over_mp" => self.spectral_norm_over_mp,
-            "mp_softrank" => self.mp_softrank,
-            _ => return None,
-        })
+        let m: Metric = name.parse().ok()?;
+        (!m.is_count()).then(|| self.value(m))
     }
 }
 
@@ -113,6 +280,7 @@ pub fn metrics(singular_values_desc: &[f64]) -> Metrics {
 }
 
 /// Metrics of the spectrum of a `rows x cols` matrix (for a product job, the product's shape).
+///
 /// The Marchenko-Pastur baseline columns are filled from the shape (see
 /// [`super::baseline`]); use [`Metrics::without_baseline`] for a circuit.
 pub fn metrics_for_shape(singular_values_desc: &[f64], rows: usize, cols: usize) -> Metrics {

@@ -125,8 +125,8 @@ mod metrics;
 
 pub use faer_backend::{DenseAlgorithm, FaerBackend, GRAM_ASPECT, JobParallelism};
 pub use metrics::{
-    ENTROPY_EPSILON, EVALS_THRESH, Metrics, PowerLawFit, SMALL_N_CUTOFF, fit_power_law, metrics,
-    metrics_for_shape,
+    ENTROPY_EPSILON, EVALS_THRESH, Metric, Metrics, PowerLawFit, SMALL_N_CUTOFF, fit_power_law,
+    metrics, metrics_for_shape,
 };
 
 use std::fmt;
@@ -170,6 +170,78 @@ impl FromStr for Precision {
             "f64" => Ok(Precision::F64),
             _ => Err(SpectralError::UnknownPrecision(s.to_string())),
         }
+    }
+}
+
+impl serde::Serialize for Precision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Which spectral backend to use: the one list of names that pipeline files (`[analysis]
+/// backend`) and `--backend` accept. The backends themselves live in this module (faer) and
+/// in the `attn-spectra-torch` crate (libtorch), which also resolves `auto`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BackendChoice {
+    /// `torch-cuda` when libtorch is linked and sees a CUDA device, otherwise `faer`.
+    #[default]
+    Auto,
+    /// Pure Rust (faer), on the CPU.
+    Faer,
+    /// libtorch on the CPU.
+    TorchCpu,
+    /// libtorch on CUDA device 0.
+    TorchCuda,
+}
+
+impl BackendChoice {
+    /// Every choice, in the order they are listed.
+    pub const ALL: [BackendChoice; 4] = [
+        BackendChoice::Auto,
+        BackendChoice::Faer,
+        BackendChoice::TorchCpu,
+        BackendChoice::TorchCuda,
+    ];
+
+    /// `auto`, `faer`, `torch-cpu` or `torch-cuda`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Faer => "faer",
+            BackendChoice::TorchCpu => "torch-cpu",
+            BackendChoice::TorchCuda => "torch-cuda",
+        }
+    }
+
+    /// The names, comma-separated (for messages).
+    pub fn names() -> String {
+        BackendChoice::ALL.map(BackendChoice::name).join(", ")
+    }
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendChoice {
+    type Err = SpectralError;
+
+    /// Parses a name of [`BackendChoice::ALL`] (case-insensitive, surrounding blanks ignored).
+    fn from_str(s: &str) -> Result<BackendChoice, SpectralError> {
+        let wanted = s.trim().to_ascii_lowercase();
+        BackendChoice::ALL
+            .into_iter()
+            .find(|c| c.name() == wanted)
+            .ok_or_else(|| SpectralError::UnknownBackend(s.to_string()))
+    }
+}
+
+impl serde::Serialize for BackendChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -217,6 +289,8 @@ pub trait SvdBackend: Send + Sync {
 pub enum SpectralError {
     #[error("unknown precision `{0}`: expected `f32` or `f64`")]
     UnknownPrecision(String),
+    #[error("unknown backend `{0}`: expected one of {names}", names = BackendChoice::names())]
+    UnknownBackend(String),
     #[error(
         "job {job}: {operand} matrix ({rows}x{cols}) holds {count} NaN or infinite values (first at ({row}, {col}): {value})"
     )]
