@@ -22,7 +22,9 @@ pub fn run(ctx: &Context) -> Result<()> {
     ctx.progress.println(format!(
         "test: {} size-controlled results -> {}",
         size_rows.len(),
-        ctx.out.join(attn_spectra::dataset::HYPOTHESIS_SIZE).display()
+        ctx.out
+            .join(attn_spectra::dataset::HYPOTHESIS_SIZE)
+            .display()
     ));
     Ok(())
 }

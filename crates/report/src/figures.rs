@@ -932,8 +932,16 @@ fn draw_density<DB: DrawingBackend>(
 /// The shade of a layer at relative depth t in [0, 1]: light orange (first layer) to dark
 /// purple (last layer), through red.
 pub fn depth_color(t: f64) -> Rgb {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
-    let stops = [(253.0, 174.0, 97.0), (215.0, 48.0, 39.0), (84.0, 39.0, 143.0)];
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let stops = [
+        (253.0, 174.0, 97.0),
+        (215.0, 48.0, 39.0),
+        (84.0, 39.0, 143.0),
+    ];
     let (a, b, u) = if t <= 0.5 {
         (stops[0], stops[1], t * 2.0)
     } else {

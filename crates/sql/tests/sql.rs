@@ -32,7 +32,12 @@ fn shipped_sql_matches_pandas_and_snapshots() {
     let tables: Vec<_> = written.iter().map(|t| t.table.as_str()).collect();
     assert_eq!(
         tables,
-        ["lab_summary", "layer_profile", "model_summary", "trajectory"]
+        [
+            "lab_summary",
+            "layer_profile",
+            "model_summary",
+            "trajectory"
+        ]
     );
 
     let expected = fixture::load("expected.json");
@@ -173,12 +178,13 @@ fn hypothesis_matches_scipy() {
     let text = render_text(&tests, plan.alpha);
     insta::assert_snapshot!("hypothesis_text", text);
     assert!(text.contains("W_V Spectral Norm:\n  EleutherAI mean: "));
-    assert!(text.contains(
-        "H1 (EleutherAI < Others): NOT SUPPORTED (Holm-adjusted p >= alpha)"
-    ));
+    assert!(text.contains("H1 (EleutherAI < Others): NOT SUPPORTED (Holm-adjusted p >= alpha)"));
     assert!(text.contains("Holm p = 0.3429"), "{text}");
     assert!(text.contains("1/35 = 0.0286"));
-    assert!(text.contains("models per group would give 80 % power"), "{text}");
+    assert!(
+        text.contains("models per group would give 80 % power"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -463,7 +469,10 @@ fn size_controlled_test_matches_statsmodels_and_numpy() {
         assert_eq!(g.verdict, w["verdict"].as_str().unwrap(), "{what}");
     }
     let text = render_size_text(&got, plan.alpha);
-    assert!(text.contains("SIZE-CONTROLLED TEST: EleutherAI vs Others"), "{text}");
+    assert!(
+        text.contains("SIZE-CONTROLLED TEST: EleutherAI vs Others"),
+        "{text}"
+    );
     assert!(text.contains("covariates: log_attn_params;"), "{text}");
     let dataset = Dataset::open(dir.path()).unwrap();
     let stored = rows(
