@@ -290,7 +290,7 @@ fn trajectory_figures(models: &[ReportModel]) -> Vec<FigureSpec> {
         steps.sort_by_key(|(s, _)| *s);
         let n_layers = steps
             .iter()
-            .map(|(_, m)| usize::try_from(m.info.n_layers).unwrap_or(0))
+            .map(|(_, m)| m.info.n_layers)
             .max()
             .unwrap_or(0);
         let mut panels = Vec::new();
