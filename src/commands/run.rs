@@ -2,7 +2,9 @@
 //! order (`all`), ending with a list of where everything went.
 
 use anyhow::{Result, bail};
-use attn_spectra::dataset::{FAILURES, HYPOTHESIS, MATRICES, MODELS, SPECTRA, aggregates};
+use attn_spectra::dataset::{
+    FAILURES, HYPOTHESIS, HYPOTHESIS_SIZE, MATRICES, MODELS, SPECTRA, aggregates,
+};
 
 use crate::cli::{RunArgs, Stage};
 use crate::commands::{aggregate, extract, fetch, report, test};
@@ -51,8 +53,19 @@ fn all(ctx: &Context) -> Result<()> {
     step("report");
     let report = report::run(ctx)?;
     println!("\nDone. Dataset: {}", ctx.out.display());
-    let core = [MODELS, MATRICES, SPECTRA, FAILURES, HYPOTHESIS];
-    for table in core.iter().chain(aggregates::TABLES) {
+    let core = [
+        MODELS,
+        MATRICES,
+        SPECTRA,
+        FAILURES,
+        HYPOTHESIS,
+        HYPOTHESIS_SIZE,
+    ];
+    for table in core
+        .iter()
+        .chain(aggregates::TABLES)
+        .chain(&[aggregates::TRAJECTORY])
+    {
         let dir = ctx.out.join(table);
         if dir.is_dir() {
             println!("  {:<14} {}", table, dir.display());

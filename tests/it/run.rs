@@ -96,14 +96,20 @@ fn run_all_on_the_demo_pipeline_writes_every_table_and_the_report() {
         stdout.contains("smallest attainable one-sided p"),
         "{stdout}"
     );
+    // The multiplicity-corrected verdicts, the power statement and the size-controlled test.
+    assert!(stdout.contains("Holm p = "), "{stdout}");
+    assert!(stdout.contains("Sample size: "), "{stdout}");
+    assert!(stdout.contains("SIZE-CONTROLLED TEST"), "{stdout}");
     for table in [
         "models",
         "matrices",
         "spectra",
         "hypothesis",
+        "hypothesis_size",
         "model_summary",
         "lab_summary",
         "layer_profile",
+        "trajectory",
     ] {
         let dir = out_dir.join(table);
         assert!(
@@ -602,5 +608,64 @@ fn torch_cpu_backend_agrees_with_faer_on_the_demo_pipeline() {
     assert!(
         worst < 1e-6,
         "torch-cpu vs faer: {worst:e} relative to sigma_1"
+    );
+}
+
+#[test]
+fn trajectory_table_and_figure_for_a_model_at_two_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("steps");
+    for stage in ["extract", "aggregate", "report"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .current_dir(root())
+            .args([
+                "run",
+                stage,
+                "--pipeline",
+                "pipelines/demo-steps.toml",
+                "--out",
+            ])
+            .arg(&out_dir)
+            .arg("--quiet")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stage}: {stdout}\n{stderr}");
+    }
+    // Two revisions x six kinds x two layers, steps parsed from the revision names.
+    let rows = sql_json(
+        &out_dir,
+        "SELECT revision, step, kind, layer, depth, spectral_norm FROM trajectory \
+         ORDER BY kind, layer, step",
+    );
+    assert_eq!(rows.len(), 2 * 6 * 2, "{rows:?}");
+    let steps: Vec<i64> = rows.iter().map(|r| r["step"].as_i64().unwrap()).collect();
+    assert_eq!(&steps[..2], &[1000, 143000]);
+    assert!(
+        rows.iter()
+            .all(|r| r["depth"].as_f64() == Some(r["layer"].as_f64().unwrap()))
+    );
+    // The perturbed checkpoint's spectra differ from the original's.
+    assert_ne!(rows[0]["spectral_norm"], rows[1]["spectral_norm"]);
+    // The Marchenko-Pastur columns: set for single matrices, NaN (stored as null) for circuits.
+    let mp = sql_json(
+        &out_dir,
+        "SELECT kind, count(*) AS n, \
+         sum(CASE WHEN mp_edge IS NULL OR isnan(mp_edge) THEN 1 ELSE 0 END) AS nan \
+         FROM matrices GROUP BY kind ORDER BY kind",
+    );
+    for r in &mp {
+        let circuit = matches!(r["kind"].as_str(), Some("OV" | "QK"));
+        let want = if circuit { r["n"].clone() } else { 0.into() };
+        assert_eq!(r["nan"], want, "{r}");
+    }
+    let figures = files_with_suffix(&out_dir.join("report/figures"), ".png");
+    assert!(
+        figures.iter().any(|f| f
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("trajectory_fixture--pythia-like")),
+        "{figures:?}"
     );
 }

@@ -167,7 +167,10 @@ pub fn analyse_layer(
                 kind: *kind,
                 rows,
                 cols,
-                metrics: metrics_for_shape(&sv, rows, cols),
+                metrics: match job {
+                    Job::Dense(_) => metrics_for_shape(&sv, rows, cols),
+                    Job::Product { .. } => metrics_for_shape(&sv, rows, cols).without_baseline(),
+                },
                 singular_values: sv,
             }
         })

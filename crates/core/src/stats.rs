@@ -51,6 +51,10 @@
 //! Carlo above 9,999 relabelings; with the exact enumeration up to a million, this module
 //! agrees with it wherever SciPy is exact.)
 
+pub mod multiplicity;
+pub mod power;
+pub mod regression;
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -90,9 +90,31 @@ pub struct DensityPanel {
     pub curves: Vec<Curve>,
 }
 
+/// One layer's line of a trajectory panel: (training step + 1, value) points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrajectoryLine {
+    /// Relative depth of the layer, 0 (first) to 1 (last): the line's shade.
+    pub depth: f64,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One panel of a training-trajectory figure: a metric against training step (log axis).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrajectoryPanel {
+    pub title: String,
+    pub y_desc: String,
+    pub lines: Vec<TrajectoryLine>,
+}
+
 /// What a figure shows.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Figure {
+    /// Metric-against-training-step panels (log x), one line per layer shaded by depth, in a
+    /// grid of `cols` columns.
+    Trajectories {
+        panels: Vec<TrajectoryPanel>,
+        cols: usize,
+    },
     /// Panels in a grid of `cols` columns.
     Grid { panels: Vec<Panel>, cols: usize },
     /// Log-log density panels in a grid of `cols` columns.
@@ -215,6 +237,11 @@ fn draw_figure<DB: DrawingBackend>(
             }
         }
         Figure::Heatmap { values, value_desc } => draw_heatmap(&body, values, value_desc)?,
+        Figure::Trajectories { panels, cols } => {
+            for (area, panel) in grid(&body, panels.len(), *cols).iter().zip(panels) {
+                draw_trajectory(area, panel)?;
+            }
+        }
     }
     Ok(())
 }
@@ -899,6 +926,81 @@ fn draw_density<DB: DrawingBackend>(
         .border_style(BLACK.mix(0.35))
         .label_font((FAMILY, LEGEND_PX))
         .draw()?;
+    Ok(())
+}
+
+/// The shade of a layer at relative depth t in [0, 1]: light orange (first layer) to dark
+/// purple (last layer), through red.
+pub fn depth_color(t: f64) -> Rgb {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let stops = [
+        (253.0, 174.0, 97.0),
+        (215.0, 48.0, 39.0),
+        (84.0, 39.0, 143.0),
+    ];
+    let (a, b, u) = if t <= 0.5 {
+        (stops[0], stops[1], t * 2.0)
+    } else {
+        (stops[1], stops[2], t * 2.0 - 1.0)
+    };
+    let mix = |x: f64, y: f64| (x + (y - x) * u).round() as u8;
+    Rgb(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+fn draw_trajectory<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &TrajectoryPanel,
+) -> DrawResult<DB> {
+    let lines: Vec<(f64, Vec<(f64, f64)>)> = panel
+        .lines
+        .iter()
+        .map(|l| {
+            let pts = l
+                .points
+                .iter()
+                .copied()
+                .filter(|(x, y)| *x > 0.0 && x.is_finite() && y.is_finite())
+                .collect();
+            (l.depth, pts)
+        })
+        .collect();
+    let all = || lines.iter().flat_map(|(_, p)| p.iter().copied());
+    let (x_lo, x_hi) = all().fold((f64::INFINITY, 0.0f64), |(l, h), (x, _)| {
+        (l.min(x), h.max(x))
+    });
+    let Some((y_lo, y_hi)) = padded(all().map(|(_, y)| y), false) else {
+        return draw_empty(area, &panel.title, "no values in this dataset");
+    };
+    if !x_lo.is_finite() {
+        return draw_empty(area, &panel.title, "no values in this dataset");
+    }
+    let inner = area.titled(&panel.title, (FAMILY, PANEL_TITLE_PX))?;
+    let mut chart = ChartBuilder::on(&inner)
+        .margin(14)
+        .margin_top(4)
+        .x_label_area_size(50)
+        .y_label_area_size(86)
+        .build_cartesian_2d((x_lo / 1.5..x_hi * 1.5).log_scale(), y_lo..y_hi)?;
+    chart
+        .configure_mesh()
+        .x_desc("training step + 1 (log scale)")
+        .y_desc(panel.y_desc.as_str())
+        .axis_desc_style((FAMILY, AXIS_DESC_PX))
+        .label_style((FAMILY, TICK_PX))
+        .bold_line_style(BLACK.mix(0.12))
+        .light_line_style(TRANSPARENT)
+        .x_label_formatter(&|x| format!("{x:.0e}"))
+        .y_label_formatter(&|y| tick(*y))
+        .draw()?;
+    for (depth, pts) in &lines {
+        let c = color(depth_color(*depth));
+        chart.draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?;
+        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, c.filled())))?;
+    }
     Ok(())
 }
 

@@ -8,7 +8,10 @@ use crate::analysis::{
     min_p_one_sided, present, std_population, std_sample,
 };
 use crate::document::{Block, html, markdown, number, opt_number};
-use crate::figures::{Curve, DensityPanel, Figure, FigureSpec, LabBar, Panel, Series, render};
+use crate::figures::{
+    Curve, DensityPanel, Figure, FigureSpec, LabBar, Panel, Series, TrajectoryLine,
+    TrajectoryPanel, render,
+};
 use attn_spectra::MatrixKind;
 use attn_spectra::dataset::HypothesisRow;
 use attn_spectra::dataset::aggregates::{MODEL_SUMMARY, model_summary};
@@ -245,6 +248,109 @@ fn density_figure(ds: &Dataset, models: &[ReportModel]) -> Option<FigureSpec> {
     })
 }
 
+/// The training step of a `step<N>` revision (Pythia's branch names).
+fn training_step(revision: &str) -> Option<u64> {
+    revision.strip_prefix("step")?.parse().ok()
+}
+
+/// The kinds and metrics of the trajectory figures.
+const TRAJECTORY_KINDS: [(MatrixKind, bool); 3] = [
+    (MatrixKind::WV, false),
+    (MatrixKind::WO, false),
+    (MatrixKind::OV, true),
+];
+const TRAJECTORY_METRICS: [Metric; 4] = [
+    Metric::SpectralNorm,
+    Metric::StableRank,
+    Metric::EffectiveRank,
+    Metric::Alpha,
+];
+
+/// For each model present at two or more `step<N>` revisions, each metric against training
+/// step + 1 (log axis) for W_V, W_O (whole-layer) and OV (mean over heads), one line per layer
+/// shaded by relative depth (the `trajectory` table of `sql/trajectory.sql` holds the same
+/// values).
+fn trajectory_figures(models: &[ReportModel]) -> Vec<FigureSpec> {
+    let mut ids: Vec<&str> = Vec::new();
+    for m in models {
+        if !ids.contains(&m.info.model.as_str()) {
+            ids.push(&m.info.model);
+        }
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        let mut steps: Vec<(u64, &ReportModel)> = models
+            .iter()
+            .filter(|m| m.info.model == id)
+            .filter_map(|m| Some((training_step(&m.info.revision)?, m)))
+            .collect();
+        if steps.len() < 2 {
+            continue;
+        }
+        steps.sort_by_key(|(s, _)| *s);
+        let n_layers = steps
+            .iter()
+            .map(|(_, m)| m.info.n_layers)
+            .max()
+            .unwrap_or(0);
+        let mut panels = Vec::new();
+        for metric in TRAJECTORY_METRICS {
+            for (kind, heads) in TRAJECTORY_KINDS {
+                let q = if heads {
+                    Quantity::head_mean(kind, metric)
+                } else {
+                    Quantity::whole(kind, metric)
+                };
+                let series: Vec<(f64, Vec<Option<f64>>)> = steps
+                    .iter()
+                    .map(|(s, m)| (*s as f64 + 1.0, layer_series(m, q)))
+                    .collect();
+                let lines = (0..n_layers)
+                    .map(|layer| TrajectoryLine {
+                        depth: if n_layers > 1 {
+                            layer as f64 / (n_layers - 1) as f64
+                        } else {
+                            0.0
+                        },
+                        points: series
+                            .iter()
+                            .filter_map(|(x, v)| Some((*x, v.get(layer).copied().flatten()?)))
+                            .collect(),
+                    })
+                    .collect();
+                panels.push(TrajectoryPanel {
+                    title: format!(
+                        "{kind} {metric}{}",
+                        if heads { " (mean over heads)" } else { "" }
+                    ),
+                    y_desc: metric.name().to_string(),
+                    lines,
+                });
+            }
+        }
+        let stem = attn_spectra::dataset::file_stem(id, "trajectory").replace('@', "_");
+        let rows = TRAJECTORY_METRICS.len() as u32;
+        out.push(FigureSpec {
+            name: format!("trajectory_{stem}"),
+            title: format!("Training trajectory: {id} at {} steps", steps.len()),
+            caption: format!(
+                "Each metric of {id} against training step + 1 (log axis; steps {}), for the \
+                 whole-layer W_V and W_O and the OV circuits (mean over heads); one line per \
+                 layer, shaded by relative depth from light orange (first layer) to dark purple \
+                 (last layer). The values are the `trajectory` table's.",
+                steps
+                    .iter()
+                    .map(|(s, _)| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            size: (1800, 80 + 400 * rows),
+            figure: Figure::Trajectories { panels, cols: 3 },
+        });
+    }
+    out
+}
+
 /// The layer x head heat map of OV spectral norms of one model.
 fn heatmap_figure(m: &ReportModel) -> Option<FigureSpec> {
     let (layers, heads) = (m.info.n_layers, m.info.n_heads);
@@ -459,7 +565,11 @@ fn hypothesis_blocks(
                 number(r.p_two_sided),
                 number(r.rank_biserial),
                 number(r.p_permutation),
+                number(r.p_holm),
+                number(r.p_bh),
                 opt_number(min_p(r.n_a, r.n_b, &r.alternative)),
+                r.models_per_group_80
+                    .map_or_else(|| "-".to_string(), |n| n.to_string()),
                 r.verdict.clone(),
             ]
         })
@@ -478,15 +588,52 @@ fn hypothesis_blocks(
             "p (two-sided)",
             "Rank-biserial",
             "p (permutation)",
+            "p (Holm)",
+            "p (BH)",
             "Smallest attainable p",
+            "Models per group for 80 % power",
             "Verdict",
         ],
         body,
         &[
             false, false, false, false, true, true, false, true, true, true, true, true, true,
-            false,
+            true, true, true, false,
         ],
     ));
+    // The power statement, said plainly.
+    let power: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let d = Some(r.cohens_d).filter(|d| d.is_finite())?;
+            Some(match r.models_per_group_80 {
+                Some(n) => format!(
+                    "{} {}: observed Cohen's d = {}; about **{n} models per group** would give \
+                     80 % power at α = {alpha} (this run: {} and {}).",
+                    r.kind,
+                    r.metric,
+                    number(d),
+                    r.n_a,
+                    r.n_b
+                ),
+                None => format!(
+                    "{} {}: observed Cohen's d = {} is zero or points against H1; no number of \
+                     models gives 80 % power for it.",
+                    r.kind,
+                    r.metric,
+                    number(d)
+                ),
+            })
+        })
+        .collect();
+    if !power.is_empty() {
+        blocks.push(Block::Paragraph(
+            "**Power.** For the effect each test observed, how many models per group a \
+             Mann-Whitney test would need for 80 % power (the pooled t-test's size from \
+             statsmodels' method, divided by the Mann-Whitney efficiency 3/π):"
+                .into(),
+        ));
+        blocks.push(Block::List(power));
+    }
     let mut sizes: Vec<(i64, i64, String)> = rows
         .iter()
         .map(|r| (r.n_a, r.n_b, r.alternative.clone()))
@@ -514,12 +661,21 @@ fn hypothesis_blocks(
             ))
         })
         .collect();
-    caveats.push(format!(
-        "{} tests are reported without correction for multiple comparisons; at α = {alpha} about \
-         {:.1} would come out significant by chance if no effect existed.",
-        rows.len(),
-        rows.len() as f64 * alpha
-    ));
+    if rows.iter().all(|r| r.p_holm.is_finite()) {
+        caveats.push(format!(
+            "{} tests form the family: p (Holm) controls the chance of any false SUPPORTED \
+             verdict, p (BH) the false discovery rate; the verdict uses the Holm p, the raw p \
+             stays in the table.",
+            rows.len()
+        ));
+    } else {
+        caveats.push(format!(
+            "{} tests are reported without correction for multiple comparisons; at α = {alpha} \
+             about {:.1} would come out significant by chance if no effect existed.",
+            rows.len(),
+            rows.len() as f64 * alpha
+        ));
+    }
     blocks.push(Block::List(caveats));
 }
 
@@ -764,6 +920,7 @@ pub fn write(
         fig_notes.push("no per-head OV rows in `matrices/`: heat maps left out".into());
     }
     specs.extend(heatmaps);
+    specs.extend(trajectory_figures(&models));
     let fig_dir = out_dir.join("figures");
     let mut figure_files = Vec::new();
     let mut figure_blocks = Vec::new();

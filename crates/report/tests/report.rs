@@ -406,6 +406,10 @@ fn hypothesis_and_aggregate_tables_are_shown() {
         rank_biserial: 1.0,
         p_permutation: 0.0285714,
         verdict: "SUPPORTED (p < 0.05)".into(),
+        p_holm: 0.0285714,
+        p_bh: 0.0285714,
+        cohens_d: -2.5,
+        models_per_group_80: Some(4),
     };
     DatasetDir::new(&ds)
         .write_table("hypothesis", &[row], &[])
@@ -461,6 +465,9 @@ fn hypothesis_and_aggregate_tables_are_shown() {
         "{md}"
     );
     assert!(md.contains("SUPPORTED (p < 0.05)"));
+    // The power statement and the adjusted p-values.
+    assert!(md.contains("about **4 models per group**"), "{md}");
+    assert!(md.contains("p (Holm)"), "{md}");
     // Smallest attainable p for 3 against 4, one-sided: 1/35.
     assert!(md.contains("1/C(7, 3) = 1/35 = 0.0286"), "{md}");
     assert!(

@@ -52,6 +52,10 @@ pub const SHIPPED_SQL: &[(&str, &str)] = &[
         "model_summary.sql",
         include_str!("../../../sql/model_summary.sql"),
     ),
+    (
+        "trajectory.sql",
+        include_str!("../../../sql/trajectory.sql"),
+    ),
 ];
 
 /// [`SHIPPED_SQL`] as [`SqlFile`]s.

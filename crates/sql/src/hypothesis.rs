@@ -6,17 +6,23 @@
 //! `group_a_labs`, or whose id is in `group_a_models`, form group A; every other model forms
 //! group B ("Others"). A model whose mean is NULL (every layer's value missing) is left out,
 //! as the seed's `dropna()` did; a NaN mean is an error naming the metric and kind.
-//! Each (model, revision) counts as one observation.
+//! Each model counts once: a model extracted at several revisions enters at a revision that is
+//! not a `step<N>` branch (such as `main`) when it has one, else at its largest step.
 //!
-//! The tests are [`attn_spectra::stats`]'s: Mann-Whitney U for the plan's alternative (its
-//! p-value decides the verdict, "SUPPORTED" when p < alpha, as in the seed), the two-sided
-//! Mann-Whitney p-value, the rank-biserial correlation and the permutation test of the
-//! difference of means. The rows are written to `hypothesis/result.parquet` with exactly the
-//! columns of [`attn_spectra::dataset::HypothesisRow`].
+//! The tests are [`attn_spectra::stats`]'s: Mann-Whitney U for the plan's alternative, the
+//! two-sided Mann-Whitney p-value, the rank-biserial correlation and the permutation test of the
+//! difference of means. The family of one run (every metric and kind of the plan, the rows of
+//! one `hypothesis/` table) is corrected for multiplicity: `p_holm` (Holm, family-wise error)
+//! and `p_bh` (Benjamini-Hochberg, false discovery rate) adjust the Mann-Whitney `p_value`,
+//! and the verdict is "SUPPORTED" when `p_holm` < alpha (the raw `p_value` stays in the table).
+//! Each row also says how many models per group would give 80 % power for its observed effect
+//! ([`attn_spectra::stats::power`]). The rows are written to `hypothesis/result.parquet` with
+//! exactly the columns of [`attn_spectra::dataset::HypothesisRow`]. The size-controlled test
+//! of the same plan is in [`crate::size`].
 
 use std::path::Path;
 
-use arrow::array::{Array, Float64Array, RecordBatch, StringArray};
+use arrow::array::{Array, Float64Array, Int32Array, RecordBatch, StringArray};
 use attn_spectra::MatrixKind;
 use attn_spectra::dataset::hypothesis::{
     FILE_STEM, META_SQL_FILE, META_TEST_PLAN, META_TOOL_VERSION, NOT_SUPPORTED, SUPPORTED,
@@ -24,6 +30,8 @@ use attn_spectra::dataset::hypothesis::{
 use attn_spectra::dataset::{DatasetDir, HypothesisRow};
 use attn_spectra::pipeline::TestPlan;
 use attn_spectra::spectral::Metric;
+use attn_spectra::stats::multiplicity::{benjamini_hochberg, holm};
+use attn_spectra::stats::power::{TARGET_POWER, power_statement};
 use attn_spectra::stats::{self, Alternative};
 
 use crate::{Dataset, Result, SqlError, TOOL_VERSION};
@@ -47,8 +55,8 @@ pub struct TestOutcome {
     pub permutation_exact: bool,
 }
 
-/// Per-model means for one kind: (model, revision, lab, value of each metric).
-struct MeansTable {
+/// Per-model means for one kind: (model, revision, lab, dimensions, value of each metric).
+pub(crate) struct MeansTable {
     batches: Vec<RecordBatch>,
 }
 
@@ -63,15 +71,34 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
         })
 }
 
-struct Observation {
-    model: String,
-    revision: String,
-    lab: Option<String>,
-    value: f64,
+pub(crate) struct Observation {
+    pub(crate) model: String,
+    pub(crate) revision: String,
+    pub(crate) lab: Option<String>,
+    pub(crate) value: f64,
+    /// The model's dimensions from `models/` (for the size covariates).
+    pub(crate) n_layers: i32,
+    pub(crate) d_model: i32,
+    pub(crate) n_heads: i32,
+    pub(crate) n_kv_heads: i32,
+    pub(crate) d_head: i32,
 }
 
 impl MeansTable {
-    fn observations(&self, metric: &str, kind: &str) -> Result<Vec<Observation>> {
+    /// Runs `queries/model_means.sql` over the dataset.
+    pub(crate) fn load(dataset: &Dataset) -> Result<MeansTable> {
+        Ok(MeansTable {
+            batches: dataset
+                .run_script(MODEL_MEANS_SQL)
+                .map_err(|e| SqlError::File {
+                    file: "crates/sql/queries/model_means.sql".into(),
+                    source: Box::new(e),
+                })?
+                .batches,
+        })
+    }
+
+    pub(crate) fn observations(&self, metric: &str, kind: &str) -> Result<Vec<Observation>> {
         let mut out = Vec::new();
         for batch in &self.batches {
             let models = column::<StringArray>(batch, "model")?;
@@ -79,6 +106,11 @@ impl MeansTable {
             let labs = column::<StringArray>(batch, "lab")?;
             let kinds = column::<StringArray>(batch, "kind")?;
             let values = column::<Float64Array>(batch, metric)?;
+            let n_layers = column::<Int32Array>(batch, "n_layers")?;
+            let d_model = column::<Int32Array>(batch, "d_model")?;
+            let n_heads = column::<Int32Array>(batch, "n_heads")?;
+            let n_kv_heads = column::<Int32Array>(batch, "n_kv_heads")?;
+            let d_head = column::<Int32Array>(batch, "d_head")?;
             for i in 0..batch.num_rows() {
                 if kinds.value(i) != kind || values.is_null(i) {
                     continue;
@@ -88,6 +120,11 @@ impl MeansTable {
                     revision: revisions.value(i).to_string(),
                     lab: (!labs.is_null(i)).then(|| labs.value(i).to_string()),
                     value: values.value(i),
+                    n_layers: n_layers.value(i),
+                    d_model: d_model.value(i),
+                    n_heads: n_heads.value(i),
+                    n_kv_heads: n_kv_heads.value(i),
+                    d_head: d_head.value(i),
                 });
             }
         }
@@ -105,23 +142,32 @@ pub fn run_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<TestOutcome>
     plan.validate()
         .map_err(|e| SqlError::Invalid(format!("test plan: {e}")))?;
     let dataset = Dataset::open(dataset_dir)?;
-    let means = MeansTable {
-        batches: dataset
-            .run_script(MODEL_MEANS_SQL)
-            .map_err(|e| SqlError::File {
-                file: "crates/sql/queries/model_means.sql".into(),
-                source: Box::new(e),
-            })?
-            .batches,
-    };
+    let means = MeansTable::load(&dataset)?;
     let mut rows = Vec::new();
     for &metric in &plan.metrics {
         for &kind in &plan.kinds {
             rows.push(test_one(&means, plan, metric, kind)?);
         }
     }
+    adjust(&mut rows, plan.alpha)?;
     write_hypothesis(dataset.dir(), &rows, plan)?;
     Ok(rows)
+}
+
+/// Fills `p_holm`, `p_bh` and the verdict: the family is `tests`.
+fn adjust(tests: &mut [TestOutcome], alpha: f64) -> Result<()> {
+    let p: Vec<f64> = tests.iter().map(|t| t.row.p_value).collect();
+    let invalid = |e: stats::multiplicity::MultiplicityError| {
+        SqlError::Invalid(format!("multiplicity correction: {e}"))
+    };
+    let h = holm(&p).map_err(invalid)?;
+    let b = benjamini_hochberg(&p).map_err(invalid)?;
+    for ((t, h), b) in tests.iter_mut().zip(h).zip(b) {
+        t.row.p_holm = h;
+        t.row.p_bh = b;
+        t.row.verdict = if h < alpha { SUPPORTED } else { NOT_SUPPORTED }.to_string();
+    }
+    Ok(())
 }
 
 fn test_one(
@@ -168,6 +214,7 @@ fn test_one(
     let mwu = stats::mann_whitney(&a, &b, plan.alternative).map_err(|e| fail(e.to_string()))?;
     let perm = stats::permutation_test_mean_diff(&a, &b, plan.alternative)
         .map_err(|e| fail(e.to_string()))?;
+    let power = power_statement(&a, &b, plan.alpha, plan.alternative);
     let row = HypothesisRow {
         metric: metric.name().to_string(),
         kind: kind.name().to_string(),
@@ -183,12 +230,12 @@ fn test_one(
         p_two_sided: mwu.p_two_sided,
         rank_biserial: mwu.rank_biserial,
         p_permutation: perm.p_value,
-        verdict: if mwu.p_value < plan.alpha {
-            SUPPORTED
-        } else {
-            NOT_SUPPORTED
-        }
-        .to_string(),
+        // Set by `adjust` once the family is complete.
+        verdict: NOT_SUPPORTED.to_string(),
+        p_holm: f64::NAN,
+        p_bh: f64::NAN,
+        cohens_d: stats::power::cohens_d(&a, &b).unwrap_or(f64::NAN),
+        models_per_group_80: power.map(|p| i64::try_from(p.models_per_group).unwrap_or(i64::MAX)),
     };
     Ok(TestOutcome {
         row,
@@ -272,15 +319,40 @@ pub fn render_text(tests: &[TestOutcome], alpha: f64) -> String {
             r.p_permutation
         ));
         out.push_str(&format!(
-            "  H1 ({} {} {}): {}\n",
+            "  Adjusted over the {} tests of this run: Holm p = {:.4}, Benjamini-Hochberg p = {:.4}\n",
+            tests.len(),
+            r.p_holm,
+            r.p_bh
+        ));
+        out.push_str(&format!(
+            "  H1 ({} {} {}): {} (Holm-adjusted p {} alpha)\n",
             r.group_a,
             alt.symbol(),
             r.group_b,
-            r.verdict
+            r.verdict,
+            if r.p_holm < alpha { "<" } else { ">=" }
         ));
         out.push_str(&format!("  {}\n", power_line(r.n_a, r.n_b, alt, alpha)));
+        out.push_str(&format!("  {}\n", sample_size_line(r, alpha)));
     }
     out
+}
+
+/// The power statement: for the observed effect, the models per group that would give 80 %
+/// power at alpha.
+pub fn sample_size_line(r: &HypothesisRow, alpha: f64) -> String {
+    let pct = (TARGET_POWER * 100.0).round();
+    let d = r.cohens_d;
+    match r.models_per_group_80 {
+        Some(n) if d.is_finite() => format!(
+            "Sample size: for the observed effect (Cohen's d = {d:.2}) about {n} models per group would give {pct} % power at alpha = {alpha} (Mann-Whitney, from the t-test's size by its 3/pi efficiency); this run has {} and {}",
+            r.n_a, r.n_b
+        ),
+        None if d.is_finite() => format!(
+            "Sample size: the observed effect (Cohen's d = {d:.2}) is zero or points against H1; no number of models gives {pct} % power for it"
+        ),
+        _ => "Sample size: the effect size is undefined (no variance within the groups or too few models)".to_string(),
+    }
 }
 
 /// What the group sizes allow: the smallest p-value of the exact Mann-Whitney test.

@@ -22,6 +22,7 @@ pub mod aggregate;
 pub mod dataset;
 pub mod hypothesis;
 pub mod output;
+pub mod size;
 
 use std::path::PathBuf;
 
@@ -30,6 +31,7 @@ pub use attn_spectra::pipeline::TestPlan;
 pub use dataset::{Dataset, QueryResult};
 pub use hypothesis::{TestOutcome, render_text, run_tests, write_hypothesis};
 pub use output::OutputFormat;
+pub use size::{render_size_text, run_size_tests};
 
 /// The version written into the metadata of every table this crate writes.
 pub const TOOL_VERSION: &str = concat!("attn-spectra ", env!("CARGO_PKG_VERSION"));

@@ -7,12 +7,15 @@
 mod fixture;
 
 use attn_spectra::MatrixKind;
-use attn_spectra::dataset::hypothesis::{NOT_SUPPORTED, SUPPORTED};
+use attn_spectra::dataset::hypothesis::NOT_SUPPORTED;
 use attn_spectra::dataset::{self as ds, read_metadata};
 use attn_spectra::spectral::Metric;
 use attn_spectra_sql::aggregate::{SqlFile, aggregate_files, shipped_files};
 use attn_spectra_sql::output::{self, OutputFormat};
-use attn_spectra_sql::{Dataset, SqlError, TestPlan, aggregate, render_text, run_tests};
+use attn_spectra_sql::{
+    Dataset, SqlError, TestPlan, aggregate, render_size_text, render_text, run_size_tests,
+    run_tests,
+};
 use fixture::{assert_close, render, render_schema, rows};
 use serde_json::Value;
 
@@ -27,7 +30,15 @@ fn shipped_sql_matches_pandas_and_snapshots() {
     let dir = fixture::dataset();
     let written = aggregate(dir.path(), &fixture::sql_dir()).unwrap();
     let tables: Vec<_> = written.iter().map(|t| t.table.as_str()).collect();
-    assert_eq!(tables, ["lab_summary", "layer_profile", "model_summary"]);
+    assert_eq!(
+        tables,
+        [
+            "lab_summary",
+            "layer_profile",
+            "model_summary",
+            "trajectory"
+        ]
+    );
 
     let expected = fixture::load("expected.json");
     let dataset = Dataset::open(dir.path()).unwrap();
@@ -68,12 +79,14 @@ fn schemas_of_every_table() {
         [
             "failures",
             "hypothesis",
+            "hypothesis_size",
             "lab_summary",
             "layer_profile",
             "matrices",
             "model_summary",
             "models",
-            "spectra"
+            "spectra",
+            "trajectory"
         ]
     );
     let mut text = String::new();
@@ -116,6 +129,8 @@ fn hypothesis_matches_scipy() {
             ("p_two_sided", g.p_two_sided),
             ("rank_biserial", g.rank_biserial),
             ("p_permutation", g.p_permutation),
+            ("p_holm", g.p_holm),
+            ("p_bh", g.p_bh),
         ] {
             assert_close(
                 &serde_json::json!(value),
@@ -134,8 +149,11 @@ fn hypothesis_matches_scipy() {
             .iter()
             .all(|r| !r.models_a.iter().any(|m| m.contains("pythia-1b")))
     );
-    // The seed's result on this fixture: W_V and W_O spectral norms SUPPORTED at 1/35.
-    assert_eq!(got[0].verdict, SUPPORTED);
+    // The seed's result on this fixture: W_V and W_O spectral norms at the smallest raw p,
+    // 1/35, but not SUPPORTED once the twelve tests are corrected (Holm: 12/35).
+    assert!((got[0].p_value - 1.0 / 35.0).abs() < 1e-12);
+    assert!((got[0].p_holm - 12.0 / 35.0).abs() < 1e-12);
+    assert_eq!(got[0].verdict, NOT_SUPPORTED);
     assert_eq!(got[2].verdict, NOT_SUPPORTED);
 
     // hypothesis/ holds the same rows.
@@ -160,8 +178,13 @@ fn hypothesis_matches_scipy() {
     let text = render_text(&tests, plan.alpha);
     insta::assert_snapshot!("hypothesis_text", text);
     assert!(text.contains("W_V Spectral Norm:\n  EleutherAI mean: "));
-    assert!(text.contains("H1 (EleutherAI < Others): SUPPORTED"));
+    assert!(text.contains("H1 (EleutherAI < Others): NOT SUPPORTED (Holm-adjusted p >= alpha)"));
+    assert!(text.contains("Holm p = 0.3429"), "{text}");
     assert!(text.contains("1/35 = 0.0286"));
+    assert!(
+        text.contains("models per group would give 80 % power"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -407,4 +430,55 @@ fn result_tables_of_an_earlier_run_are_registered() {
     let dataset = Dataset::open(dir.path()).unwrap();
     assert!(dataset.tables().contains(&"model_summary".to_string()));
     assert!(!dataset.tables().contains(&"notes".to_string()));
+}
+
+#[test]
+fn size_controlled_test_matches_statsmodels_and_numpy() {
+    let dir = fixture::dataset();
+    let plan = TestPlan::default();
+    let got = run_size_tests(dir.path(), &plan).unwrap();
+    let expected = fixture::load("expected.json");
+    let want = expected["hypothesis_size"].as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        let what = format!("{} {}", g.metric, g.kind);
+        assert_eq!(g.metric, w["metric"].as_str().unwrap(), "{what}");
+        assert_eq!(g.kind, w["kind"].as_str().unwrap(), "{what}");
+        // The fixture's models all have d_model 64, so ln(attention parameters) and ln(layers)
+        // are collinear: only the first is used.
+        assert_eq!(g.covariates, w["covariates"].as_str().unwrap(), "{what}");
+        assert_eq!((g.n_a, g.n_b), (3, 4), "{what}");
+        assert_eq!(g.note, None, "{what}");
+        for (name, value, tol) in [
+            ("lab_coefficient", g.lab_coefficient, 1e-9),
+            ("lab_std_error", g.lab_std_error, 1e-9),
+            ("t_statistic", g.t_statistic, 1e-9),
+            ("ci_low", g.ci_low, 1e-9),
+            ("ci_high", g.ci_high, 1e-9),
+            // The same seeded permutations: equal counts.
+            ("p_value", g.p_value, 0.0),
+            ("p_holm", g.p_holm, 1e-12),
+            ("p_bh", g.p_bh, 1e-12),
+        ] {
+            let (got, want) = (value, w[name].as_f64().unwrap());
+            assert!(
+                (got - want).abs() <= tol * want.abs().max(1e-12),
+                "{what} {name}: {got} vs {want}"
+            );
+        }
+        assert_eq!(g.verdict, w["verdict"].as_str().unwrap(), "{what}");
+    }
+    let text = render_size_text(&got, plan.alpha);
+    assert!(
+        text.contains("SIZE-CONTROLLED TEST: EleutherAI vs Others"),
+        "{text}"
+    );
+    assert!(text.contains("covariates: log_attn_params;"), "{text}");
+    let dataset = Dataset::open(dir.path()).unwrap();
+    let stored = rows(
+        &dataset
+            .query_result("SELECT metric, kind, p_value, verdict FROM hypothesis_size")
+            .unwrap(),
+    );
+    assert_eq!(stored.len(), got.len());
 }

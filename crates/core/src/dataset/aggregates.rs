@@ -11,6 +11,9 @@ pub const MODEL_SUMMARY: &str = "model_summary";
 pub const LAB_SUMMARY: &str = "lab_summary";
 /// `layer_profile`: one row per model, kind, scope and layer (`sql/layer_profile.sql`).
 pub const LAYER_PROFILE: &str = "layer_profile";
+/// `sql/trajectory.sql`: per model at several revisions, metrics by training step (drawn by
+/// the report as figures, not shown as a table, so not in [`TABLES`]).
+pub const TRAJECTORY: &str = "trajectory";
 
 /// Columns of `model_summary`.
 pub mod model_summary {

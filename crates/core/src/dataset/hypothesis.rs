@@ -38,8 +38,17 @@ pub struct HypothesisRow {
     pub rank_biserial: f64,
     /// The permutation test of mean(A) - mean(B) for `alternative`.
     pub p_permutation: f64,
-    /// [`SUPPORTED`] when `p_value` < alpha, else [`NOT_SUPPORTED`].
+    /// [`SUPPORTED`] when `p_holm` < alpha, else [`NOT_SUPPORTED`].
     pub verdict: String,
+    /// `p_value` adjusted by Holm's method over the rows of one run.
+    pub p_holm: f64,
+    /// `p_value` adjusted by Benjamini-Hochberg over the rows of one run.
+    pub p_bh: f64,
+    /// Cohen's d of A against B (pooled standard deviation); NaN when undefined.
+    pub cohens_d: f64,
+    /// Models per group for 80 % power of the Mann-Whitney test at alpha for the observed
+    /// effect; `None` when the effect is zero, undefined or against the alternative.
+    pub models_per_group_80: Option<i64>,
 }
 
 pub const SUPPORTED: &str = "SUPPORTED";
@@ -65,6 +74,10 @@ impl TableRow for HypothesisRow {
             float64("rank_biserial"),
             float64("p_permutation"),
             utf8("verdict", false),
+            float64("p_holm"),
+            float64("p_bh"),
+            float64("cohens_d"),
+            int64("models_per_group_80", true),
         ]))
     }
 
@@ -94,6 +107,12 @@ impl TableRow for HypothesisRow {
             x(|r| r.rank_biserial),
             x(|r| r.p_permutation),
             s(|r| &r.verdict),
+            x(|r| r.p_holm),
+            x(|r| r.p_bh),
+            x(|r| r.cohens_d),
+            Arc::new(Int64Array::from_iter(
+                rows.iter().map(|r| r.models_per_group_80),
+            )),
         ];
         super::batch(Self::TABLE, Self::schema(), columns)
     }
@@ -123,6 +142,12 @@ impl TableRow for HypothesisRow {
             c.f64s("p_permutation")?,
             c.strings("verdict")?,
         );
+        let (p_holm, p_bh, d, n80) = (
+            c.f64s("p_holm")?,
+            c.f64s("p_bh")?,
+            c.f64s("cohens_d")?,
+            c.opt_i64s("models_per_group_80")?,
+        );
         Ok((0..c.len())
             .map(|r| HypothesisRow {
                 metric: metric[r].clone(),
@@ -140,6 +165,10 @@ impl TableRow for HypothesisRow {
                 rank_biserial: rb[r],
                 p_permutation: pp[r],
                 verdict: verdict[r].clone(),
+                p_holm: p_holm[r],
+                p_bh: p_bh[r],
+                cohens_d: d[r],
+                models_per_group_80: n80[r],
             })
             .collect())
     }

@@ -13,7 +13,7 @@
 //! - Each table has one row type, with its Arrow schema and its `to_batch`/`from_batch`
 //!   next to each other ([`TableRow`]): [`ModelRow`] (`models/`), [`MatrixRow`]
 //!   (`matrices/`), [`SpectrumRow`] (`spectra/`), [`FailureRow`] (`failures/`),
-//!   [`HypothesisRow`] (`hypothesis/`). Adding a column is a change to that one file (a
+//!   [`HypothesisRow`] (`hypothesis/`), [`HypothesisSizeRow`] (`hypothesis_size/`). Adding a column is a change to that one file (a
 //!   metric column of `matrices/` is a change to [`crate::spectral::Metric`] only).
 //! - [`unit`] owns the write protocol of one model (a *unit*: its `spectra/`, `matrices/`
 //!   and `models/` files, their key-value metadata, the order that makes `models/` mark the
@@ -29,6 +29,7 @@ mod columns;
 pub mod failures;
 pub mod files;
 pub mod hypothesis;
+pub mod hypothesis_size;
 pub mod matrices;
 pub mod models;
 pub mod unit;
@@ -42,6 +43,7 @@ pub use columns::ColumnError;
 pub use failures::FailureRow;
 pub use files::{read_metadata, remove_stale_temporaries, write_atomic_with, write_parquet_atomic};
 pub use hypothesis::HypothesisRow;
+pub use hypothesis_size::HypothesisSizeRow;
 pub use matrices::{MatrixKey, MatrixRow, SpectrumRow};
 pub use models::{FileRecord, ModelRow};
 pub use unit::{DatasetDir, Unit, UnitMeta};
@@ -106,15 +108,17 @@ pub const MATRICES: &str = MatrixRow::TABLE;
 pub const SPECTRA: &str = SpectrumRow::TABLE;
 pub const FAILURES: &str = FailureRow::TABLE;
 pub const HYPOTHESIS: &str = HypothesisRow::TABLE;
+pub const HYPOTHESIS_SIZE: &str = HypothesisSizeRow::TABLE;
 
 /// The core tables (written by extract and test) and their schemas.
-pub fn core_tables() -> [(&'static str, SchemaRef); 5] {
+pub fn core_tables() -> [(&'static str, SchemaRef); 6] {
     [
         (MODELS, ModelRow::schema()),
         (MATRICES, MatrixRow::schema()),
         (SPECTRA, SpectrumRow::schema()),
         (FAILURES, FailureRow::schema()),
         (HYPOTHESIS, HypothesisRow::schema()),
+        (HYPOTHESIS_SIZE, HypothesisSizeRow::schema()),
     ]
 }
 
@@ -306,7 +310,34 @@ mod tests {
             rank_biserial: -0.6,
             p_permutation: 0.06,
             verdict: "NOT SUPPORTED".into(),
+            p_holm: 0.6,
+            p_bh: 0.3,
+            cohens_d: -1.2,
+            models_per_group_80: Some(13),
         }]);
+        let size = |note: Option<&str>| HypothesisSizeRow {
+            metric: "alpha".into(),
+            kind: "OV".into(),
+            group_a: "A".into(),
+            group_b: "Others".into(),
+            n_a: 3,
+            n_b: 4,
+            alternative: "less".into(),
+            covariates: "log_attn_params".into(),
+            lab_coefficient: -0.5,
+            lab_std_error: 0.2,
+            ci_low: -0.9,
+            ci_high: -0.1,
+            ci_level: 0.95,
+            t_statistic: -2.5,
+            p_value: 0.01,
+            permutations: note.is_none().then_some(9999),
+            p_holm: 0.1,
+            p_bh: 0.05,
+            verdict: "NOT SUPPORTED".into(),
+            note: note.map(str::to_string),
+        };
+        round_trip(vec![size(None), size(Some("too few models"))]);
     }
 
     /// NaN metrics and the no-fit sentinel are stored as null, as the schema documents.

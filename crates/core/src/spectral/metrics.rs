@@ -46,6 +46,13 @@ pub struct Metrics {
     pub alpha_weighted: f64,
     /// WeightWatcher's matrix entropy.
     pub entropy: f64,
+    /// The Marchenko-Pastur bulk edge for the matrix's shape and Frobenius scale
+    /// ([`super::baseline`]); NaN for circuits and without a shape.
+    pub mp_edge: f64,
+    /// σ_1 / `mp_edge`.
+    pub spectral_norm_over_mp: f64,
+    /// WeightWatcher's `mp_softrank` with the Frobenius scale: (`mp_edge` / σ_1)².
+    pub mp_softrank: f64,
 }
 
 /// One metric of [`Metrics`]: the owner of the metric names, which are the Parquet column
@@ -68,11 +75,14 @@ pub enum Metric {
     LogSpectralNorm,
     AlphaWeighted,
     Entropy,
+    MpEdge,
+    SpectralNormOverMp,
+    MpSoftrank,
 }
 
 impl Metric {
     /// Every metric, in column order.
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 17] = [
         Metric::SpectralNorm,
         Metric::FrobeniusNorm,
         Metric::NuclearNorm,
@@ -87,6 +97,9 @@ impl Metric {
         Metric::LogSpectralNorm,
         Metric::AlphaWeighted,
         Metric::Entropy,
+        Metric::MpEdge,
+        Metric::SpectralNormOverMp,
+        Metric::MpSoftrank,
     ];
 
     /// The metric's name: its column in `matrices/`.
@@ -106,6 +119,9 @@ impl Metric {
             Metric::LogSpectralNorm => "log_spectral_norm",
             Metric::AlphaWeighted => "alpha_weighted",
             Metric::Entropy => "entropy",
+            Metric::MpEdge => "mp_edge",
+            Metric::SpectralNormOverMp => "spectral_norm_over_mp",
+            Metric::MpSoftrank => "mp_softrank",
         }
     }
 
@@ -168,6 +184,9 @@ impl Metrics {
             Metric::LogSpectralNorm => self.log_spectral_norm,
             Metric::AlphaWeighted => self.alpha_weighted,
             Metric::Entropy => self.entropy,
+            Metric::MpEdge => self.mp_edge,
+            Metric::SpectralNormOverMp => self.spectral_norm_over_mp,
+            Metric::MpSoftrank => self.mp_softrank,
         }
     }
 
@@ -191,6 +210,9 @@ impl Metrics {
             Metric::LogSpectralNorm => &mut self.log_spectral_norm,
             Metric::AlphaWeighted => &mut self.alpha_weighted,
             Metric::Entropy => &mut self.entropy,
+            Metric::MpEdge => &mut self.mp_edge,
+            Metric::SpectralNormOverMp => &mut self.spectral_norm_over_mp,
+            Metric::MpSoftrank => &mut self.mp_softrank,
         };
         *slot = v;
     }
@@ -212,6 +234,9 @@ impl Metrics {
             log_spectral_norm: f64::NAN,
             alpha_weighted: f64::NAN,
             entropy: f64::NAN,
+            mp_edge: f64::NAN,
+            spectral_norm_over_mp: f64::NAN,
+            mp_softrank: f64::NAN,
         }
     }
 
@@ -255,8 +280,31 @@ pub fn metrics(singular_values_desc: &[f64]) -> Metrics {
 }
 
 /// Metrics of the spectrum of a `rows x cols` matrix (for a product job, the product's shape).
+///
+/// The Marchenko-Pastur baseline columns are filled from the shape (see
+/// [`super::baseline`]); use [`Metrics::without_baseline`] for a circuit.
 pub fn metrics_for_shape(singular_values_desc: &[f64], rows: usize, cols: usize) -> Metrics {
-    metrics_with_n(singular_values_desc, rows.max(cols))
+    let m = metrics_with_n(singular_values_desc, rows.max(cols));
+    let b = super::baseline::mp_baseline(rows, cols, m.spectral_norm, m.frobenius_norm);
+    Metrics {
+        mp_edge: b.mp_edge,
+        spectral_norm_over_mp: b.spectral_norm_over_mp,
+        mp_softrank: b.mp_softrank,
+        ..m
+    }
+}
+
+impl Metrics {
+    /// The same metrics with NaN baseline columns: a product of two matrices (an OV or QK
+    /// circuit) has no Marchenko-Pastur baseline.
+    pub fn without_baseline(self) -> Metrics {
+        Metrics {
+            mp_edge: f64::NAN,
+            spectral_norm_over_mp: f64::NAN,
+            mp_softrank: f64::NAN,
+            ..self
+        }
+    }
 }
 
 const NAN_METRICS: Metrics = Metrics {
@@ -274,6 +322,9 @@ const NAN_METRICS: Metrics = Metrics {
     log_spectral_norm: f64::NAN,
     alpha_weighted: f64::NAN,
     entropy: f64::NAN,
+    mp_edge: f64::NAN,
+    spectral_norm_over_mp: f64::NAN,
+    mp_softrank: f64::NAN,
 };
 
 fn metrics_with_n(sv: &[f64], big_n: usize) -> Metrics {
@@ -323,6 +374,9 @@ fn metrics_with_n(sv: &[f64], big_n: usize) -> Metrics {
         log_spectral_norm,
         alpha_weighted: fit.alpha * log_spectral_norm,
         entropy: matrix_entropy(sv, &evals, s_max, big_n),
+        mp_edge: f64::NAN,
+        spectral_norm_over_mp: f64::NAN,
+        mp_softrank: f64::NAN,
     }
 }
 

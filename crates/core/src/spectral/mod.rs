@@ -36,6 +36,7 @@
 //! | `log_spectral_norm` | log10 λ_max |
 //! | `alpha_weighted` | alpha · log10 λ_max |
 //! | `entropy` | WeightWatcher's `matrix_entropy` (below) |
+//! | `mp_edge`, `spectral_norm_over_mp`, `mp_softrank` | the Marchenko-Pastur baseline ([`baseline`]); NaN for circuits |
 //!
 //! **Caution:** WeightWatcher's own `spectral_norm` column is λ_max = σ_1², and its `norm` is
 //! Σ λ_i = ‖W‖_F². Ours are σ_1 and sqrt(Σ λ_i); `log_norm` and `log_spectral_norm` are on
@@ -118,6 +119,7 @@
 //! * f32 SVD errors: at most 3.4e-6 (768) and 4.6e-6 (1024) relative to σ_1 against LAPACK
 //!   f64 (LAPACK's own sgesdd: 2.9e-6 and 2.4e-6); f64: below 1e-14.
 
+pub mod baseline;
 mod faer_backend;
 mod metrics;
 
