@@ -43,7 +43,7 @@ impl Geometry {
 #[derive(Debug, thiserror::Error)]
 pub enum ArchError {
     #[error(
-        "unsupported model_type `{model_type}` in {config}; supported: {}{hint}",
+        "unknown model_type `{model_type}` in {config}; supported: {}{hint}",
         supported.join(", ")
     )]
     UnknownModelType {
