@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use attn_spectra::attention::ProjectionSource;
 use attn_spectra::arch::{QkNorm, spec};
+use attn_spectra::attention::ProjectionSource;
 use attn_spectra::{Architecture, Checkpoint};
 use serde_json::json;
 

@@ -113,7 +113,9 @@ fn inspect_lists_every_architecture() {
     assert!(out.status.success(), "{stderr}");
     for t in attn_spectra::arch::spec::supported() {
         assert!(
-            stdout.lines().any(|l| l.split_whitespace().next() == Some(t)),
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(t)),
             "`{t}` not listed: {stdout}"
         );
     }
