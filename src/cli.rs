@@ -127,7 +127,11 @@ pub struct DemoArgs {
 pub struct InspectArgs {
     /// A checkpoint directory (config.json plus safetensors or pytorch_model.bin files) or a
     /// .gguf file.
-    pub path: PathBuf,
+    #[arg(required_unless_present = "architectures")]
+    pub path: Option<PathBuf>,
+    /// List every supported model_type with its attention layout and GGUF name instead.
+    #[arg(long, conflicts_with = "path")]
+    pub architectures: bool,
     /// Which layer to show in detail.
     #[arg(long, default_value_t = 0)]
     pub layer: usize,

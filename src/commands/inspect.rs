@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use attn_spectra::arch::{QkNorm, spec};
 use attn_spectra::attention::ProjectionSource;
 use attn_spectra::{Architecture, Checkpoint};
 use serde_json::json;
@@ -10,8 +11,11 @@ use serde_json::json;
 use crate::cli::InspectArgs;
 
 pub fn run(args: &InspectArgs) -> Result<()> {
-    let ckpt = Checkpoint::open(&args.path)?;
-    let arch = Architecture::detect(ckpt.config())?;
+    let Some(path) = &args.path else {
+        return architectures(args.json);
+    };
+    let ckpt = Checkpoint::open(path)?;
+    let arch = Architecture::detect_in(&ckpt)?;
     let g = *arch.geometry();
     anyhow::ensure!(
         args.layer < g.n_layers,
@@ -29,8 +33,11 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     }
     let norm = arch.layout().norm;
     let fold = match norm.kind() {
-        "none" => {
-            "post-LayerNorm model: no pre-attention gain, fold_ln changes nothing".to_string()
+        "none" => "no norm before attention (post-LayerNorm, or a norm after attention): \
+                   fold_ln changes nothing"
+            .to_string(),
+        "layernorm_no_params" => {
+            "LayerNorm without parameters: gain 1, fold_ln changes nothing".to_string()
         }
         kind => format!("{kind}: fold_ln scales W_Q/W_K/W_V columns by its gain"),
     };
@@ -44,7 +51,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     if args.json {
         let sources: Vec<_> = layer.sources.iter().map(source_json).collect();
         let doc = json!({
-            "path": args.path,
+            "path": path,
             "format": ckpt.format().name(),
             "files": ckpt.files(),
             "model_type": arch.model_type(),
@@ -56,6 +63,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             "d_head": g.d_head,
             "head_to_kv": g.head_to_kv(),
             "pre_attention_norm": norm.kind(),
+            "qk_norm": arch.spec().qk_norm.describe(),
             "layer": args.layer,
             "checked_all_layers": args.check,
             "sources": sources,
@@ -64,7 +72,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         return Ok(());
     }
     let files = ckpt.files().len();
-    writeln!(out, "checkpoint  {}", args.path.display())?;
+    writeln!(out, "checkpoint  {}", path.display())?;
     writeln!(
         out,
         "format      {} ({files} file{}), weights {dtypes}",
@@ -94,6 +102,9 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     };
     writeln!(out, "heads       {grouping}")?;
     writeln!(out, "norm        {fold}")?;
+    if arch.spec().qk_norm != QkNorm::None {
+        writeln!(out, "qk norm     {}", arch.spec().qk_norm.describe())?;
+    }
     if args.check {
         writeln!(
             out,
@@ -131,4 +142,34 @@ fn source_json(s: &ProjectionSource) -> serde_json::Value {
         "shape": s.shape,
         "slice": s.slice,
     })
+}
+
+/// `pipeline inspect --architectures`: the registry, one line per model_type.
+fn architectures(json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let rows: Vec<_> = spec::SPECS
+            .iter()
+            .map(|s| {
+                json!({
+                    "model_type": s.model_type,
+                    "layout": s.summary,
+                    "pre_attention_norm": s.norm.kind(),
+                    "qk_norm": s.qk_norm.describe(),
+                    "gguf_architecture": s.gguf.map(|g| g.arch),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    writeln!(out, "{} supported model_type values:", spec::SPECS.len())?;
+    for s in spec::SPECS {
+        let gguf = s
+            .gguf
+            .map(|g| format!(" [GGUF `{}`]", g.arch))
+            .unwrap_or_default();
+        writeln!(out, "  {:<12} {}{gguf}", s.model_type, s.summary)?;
+    }
+    Ok(())
 }

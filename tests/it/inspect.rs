@@ -105,3 +105,27 @@ fn inspect_reports_bad_input_clearly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn inspect_lists_every_architecture() {
+    let out = pipeline(&["inspect", "--architectures"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for t in attn_spectra::arch::spec::supported() {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(t)),
+            "`{t}` not listed: {stdout}"
+        );
+    }
+    assert!(stdout.contains("[GGUF `qwen3`]"), "{stdout}");
+    let out = pipeline(&["inspect", "--architectures", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        attn_spectra::arch::spec::supported().len()
+    );
+}

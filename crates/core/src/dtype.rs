@@ -23,7 +23,8 @@ pub enum DType {
     U16,
     U8,
     Bool,
-    /// 8-bit floats as stored by some safetensors files (never in attention weights we read).
+    /// 8-bit floats (FP8 checkpoints): read with the scales their config names
+    /// (`checkpoint/fp8.rs`), never on their own.
     F8_E4M3,
     F8_E5M2,
     Q4_0,
@@ -155,9 +156,66 @@ pub fn decode_f64(dtype: DType, bytes: &[u8], out: &mut Vec<f64>) -> Option<()> 
     Some(())
 }
 
+/// One FP8 value: E4M3 as `float8_e4m3fn` (bias 7, no infinities, `S.1111.111` is NaN) or E5M2
+/// (bias 15, IEEE-style infinities and NaNs).
+pub fn fp8_to_f64(dtype: DType, b: u8) -> Option<f64> {
+    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
+    let (exp_bits, man_bits, bias) = match dtype {
+        DType::F8_E4M3 => (4u32, 3u32, 7i32),
+        DType::F8_E5M2 => (5, 2, 15),
+        _ => return None,
+    };
+    let exp = ((b & 0x7f) >> man_bits) as i32;
+    let man = (b & ((1 << man_bits) - 1)) as f64;
+    let max_exp = (1 << exp_bits) - 1;
+    let scale = (1u32 << man_bits) as f64;
+    let v = match dtype {
+        DType::F8_E4M3 if exp == max_exp && man == scale - 1.0 => f64::NAN,
+        DType::F8_E5M2 if exp == max_exp => {
+            if man == 0.0 {
+                f64::INFINITY
+            } else {
+                f64::NAN
+            }
+        }
+        _ if exp == 0 => man / scale * 2f64.powi(1 - bias),
+        _ => (1.0 + man / scale) * 2f64.powi(exp - bias),
+    };
+    Some(sign * v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fp8_values_decode_as_torch_does() {
+        // (byte, E4M3FN value, E5M2 value), from torch.tensor([b], dtype=uint8).view(float8_*).
+        let cases: [(u8, f64, f64); 7] = [
+            (0x00, 0.0, 0.0),
+            (0x38, 1.0, 0.5),
+            (0x01, 2f64.powi(-9), 2f64.powi(-16)),
+            (0x7e, 448.0, f64::NAN),
+            (0xc0, -2.0, -2.0),
+            (0x3c, 1.5, 1.0),
+            (0x7b, 352.0, 57344.0),
+        ];
+        for (b, e4, e5) in cases {
+            let got = fp8_to_f64(DType::F8_E4M3, b).unwrap();
+            assert!(
+                got == e4 || (got.is_nan() && e4.is_nan()),
+                "e4m3 {b:#x}: {got}"
+            );
+            let got = fp8_to_f64(DType::F8_E5M2, b).unwrap();
+            assert!(
+                got == e5 || (got.is_nan() && e5.is_nan()),
+                "e5m2 {b:#x}: {got}"
+            );
+        }
+        assert!(fp8_to_f64(DType::F8_E4M3, 0x7f).unwrap().is_nan());
+        assert_eq!(fp8_to_f64(DType::F8_E5M2, 0x7c), Some(f64::INFINITY));
+        assert_eq!(fp8_to_f64(DType::F32, 0), None);
+    }
 
     #[test]
     fn decodes_each_float_type() {

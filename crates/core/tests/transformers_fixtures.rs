@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use attn_spectra::arch::QkNorm;
 use attn_spectra::attention::PreNorm;
 use attn_spectra::checkpoint::TensorStore;
 use attn_spectra::checkpoint::safetensors::SafetensorsStore;
@@ -30,6 +31,32 @@ const CASES: &[&str] = &[
     "falcon_classic",
     "mpt",
     "bert",
+    // Architectures of 2024-2026 (issue 13).
+    "qwen3",
+    "qwen2_moe",
+    "qwen3_moe",
+    "mixtral",
+    "gemma2",
+    "gemma3_text",
+    "smollm3",
+    "granite",
+    "olmo",
+    "olmo2",
+    "cohere",
+    "cohere2",
+    "stablelm",
+    "starcoder2",
+    "exaone4",
+    "glm4",
+    "apertus",
+    "ministral",
+    "llama4_text",
+    "phi3",
+    "gpt_bigcode",
+    "gpt_bigcode_mha",
+    "dbrx",
+    "persimmon",
+    "gpt_oss",
 ];
 
 const RTOL: f64 = 1e-5;
@@ -101,11 +128,30 @@ fn check_case(case: &str) {
     ] {
         assert_eq!(meta[key].as_u64(), Some(got as u64), "{case}: {key}");
     }
+    // Models that normalise q and k after the projections (the fixture script bypasses those
+    // norms while measuring) must have that recorded by their registry entry.
+    let bypassed = meta["notes"].as_array().is_some_and(|n| {
+        n.iter()
+            .any(|n| n.as_str().is_some_and(|n| n.starts_with("q/k norms")))
+    });
+    let qk_norm = arch.spec().qk_norm;
+    assert!(
+        !bypassed || qk_norm != QkNorm::None,
+        "{case}: the model normalises q and k but its registry entry does not say so"
+    );
     let expected = Expected::open(&dir);
     for i in 0..g.n_layers {
         let layer = arch
             .layer(&ckpt, i)
             .unwrap_or_else(|e| panic!("{case}: {e}"));
+        if bypassed && !matches!(qk_norm, QkNorm::PerHeadL2) {
+            for name in ["q_norm", "k_norm"] {
+                assert!(
+                    layer.sources.iter().any(|s| s.projection == name),
+                    "{case}: layer {i}: the {name} gain is not recorded"
+                );
+            }
+        }
         let p = format!("layers.{i}");
         let map = expected.req(&format!("{p}.head_to_kv"));
         let want_map: Vec<usize> = map.1.iter().map(|&x| x as usize).collect();
@@ -239,4 +285,32 @@ fn every_registered_architecture_has_a_fixture() {
             "no transformers fixture covers model_type `{model_type}`"
         );
     }
+}
+
+/// README's table of architectures and its count match the registry.
+#[test]
+fn readme_lists_every_registered_architecture() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let types = attn_spectra::arch::spec::supported();
+    for t in &types {
+        assert!(
+            readme.contains(&format!("| `{t}` |")),
+            "README's table of architectures lacks `{t}`"
+        );
+    }
+    let rows = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| model_type |"))
+        .skip(2)
+        .take_while(|l| l.starts_with("| `"))
+        .count();
+    assert_eq!(rows, types.len(), "README's table has {rows} rows");
+    assert!(
+        readme.contains(&format!("knows {} `model_type`s", types.len())),
+        "README's count of architectures is not {}",
+        types.len()
+    );
+    assert!(readme.contains(&format!("transformers for {}\narchitectures", types.len())));
 }

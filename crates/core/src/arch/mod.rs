@@ -21,11 +21,32 @@ use crate::matrix::Matrix;
 /// Errors detecting an architecture or reading its attention weights.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchError {
-    #[error("unknown model_type `{model_type}` in {config}; supported: {}", supported.join(", "))]
+    #[error(
+        "unknown model_type `{model_type}` in {config}; supported: {}{hint}",
+        supported.join(", ")
+    )]
     UnknownModelType {
         model_type: String,
         config: PathBuf,
         supported: Vec<&'static str>,
+        /// Which registry entry to copy, when the model looks like one (may be empty).
+        hint: String,
+    },
+    #[error("model_type `{model_type}` in {config} is not supported: {reason}")]
+    Refused {
+        model_type: String,
+        config: PathBuf,
+        reason: &'static str,
+    },
+    #[error(
+        "{config}: quantization_config.quant_method is `{method}`: {format} weights are not \
+         supported; use the unquantised checkpoint (FP8 safetensors with quant_method `fp8`, \
+         `fbgemm_fp8` or `compressed-tensors` float-quantized are read)"
+    )]
+    Quantised {
+        config: PathBuf,
+        method: String,
+        format: &'static str,
     },
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -69,10 +90,33 @@ impl Architecture {
     /// Detects the architecture from `config.model_type` and resolves its dimensions.
     pub fn detect(config: &ModelConfig) -> Result<Architecture, ArchError> {
         let model_type = config.model_type()?;
+        if let Some((_, reason)) = spec::REFUSED.iter().find(|(t, _)| *t == model_type) {
+            return Err(ArchError::Refused {
+                model_type: model_type.to_string(),
+                config: config.path().to_path_buf(),
+                reason,
+            });
+        }
+        let method = config
+            .object("quantization_config")
+            .and_then(|q| q.get("quant_method"))
+            .and_then(|m| m.as_str());
+        if let Some(method) = method {
+            let lower = method.to_ascii_lowercase();
+            if let Some((_, format)) = spec::REFUSED_QUANTISATION.iter().find(|(m, _)| *m == lower)
+            {
+                return Err(ArchError::Quantised {
+                    config: config.path().to_path_buf(),
+                    method: method.to_string(),
+                    format,
+                });
+            }
+        }
         let spec = spec::find(model_type).ok_or_else(|| ArchError::UnknownModelType {
             model_type: model_type.to_string(),
             config: config.path().to_path_buf(),
             supported: spec::supported(),
+            hint: spec::suggest(config, None),
         })?;
         let k = &spec.keys;
         let d_model = config.usize_req("the model width", k.d_model)?;
@@ -112,6 +156,28 @@ impl Architecture {
             layout,
             config_path: config.path().to_path_buf(),
         })
+    }
+
+    /// As [`Architecture::detect`] on the checkpoint's config; for an unknown `model_type`, the
+    /// error's hint also looks at the checkpoint's tensor names.
+    pub fn detect_in(ckpt: &Checkpoint) -> Result<Architecture, ArchError> {
+        match Architecture::detect(ckpt.config()) {
+            Err(ArchError::UnknownModelType {
+                model_type,
+                config,
+                supported,
+                ..
+            }) => {
+                let names: Vec<&str> = ckpt.tensors().iter().map(|t| t.name.as_str()).collect();
+                Err(ArchError::UnknownModelType {
+                    model_type,
+                    config,
+                    supported,
+                    hint: spec::suggest(ckpt.config(), Some(&names)),
+                })
+            }
+            other => other,
+        }
     }
 
     pub fn spec(&self) -> &'static ArchSpec {
@@ -775,6 +841,79 @@ mod tests {
                 .to_string()
                 .contains("cannot be grouped")
         );
+    }
+
+    #[test]
+    fn unknown_llama_like_types_name_the_entry_to_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = serde_json::json!({"model_type": "newlab", "hidden_size": 2, "num_attention_heads": 1,
+            "num_hidden_layers": 1});
+        let w: &dyn Fn(usize) -> f32 = &|_| 1.0;
+        let c = ckpt(
+            dir.path(),
+            cfg,
+            &[
+                ("model.layers.0.self_attn.q_proj.weight", vec![2, 2], w),
+                ("model.layers.0.self_attn.k_proj.weight", vec![2, 2], w),
+                ("model.layers.0.self_attn.v_proj.weight", vec![2, 2], w),
+                ("model.layers.0.self_attn.o_proj.weight", vec![2, 2], w),
+            ],
+        );
+        let e = Architecture::detect_in(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("newlab") && e.contains("look Llama-like") && e.contains("copying `llama`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("qwen3") && e.contains("gpt_oss"),
+            "lists every type: {e}"
+        );
+        // From the config alone, the keys are the hint.
+        let e = Architecture::detect(c.config()).unwrap_err().to_string();
+        assert!(e.contains("config has Llama's keys"), "{e}");
+        // Nothing Llama-like: no hint.
+        let bad = ModelConfig::from_value(
+            Path::new("c.json"),
+            serde_json::json!({"model_type": "rwkv", "n_embd": 4}),
+        )
+        .unwrap();
+        let e = Architecture::detect(&bad).unwrap_err().to_string();
+        assert!(!e.contains("copying"), "{e}");
+    }
+
+    #[test]
+    fn refused_families_and_quantisations_say_why() {
+        let c =
+            |v: serde_json::Value| ModelConfig::from_value(Path::new("m/config.json"), v).unwrap();
+        let e = Architecture::detect(&c(serde_json::json!({"model_type": "deepseek_v3"})))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("deepseek_v3") && e.contains("latent") && e.contains("m/config.json"),
+            "{e}"
+        );
+        let e = Architecture::detect(&c(serde_json::json!({"model_type": "llama",
+            "quantization_config": {"quant_method": "gptq", "bits": 4}})))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("gptq") && e.contains("GPTQ") && e.contains("qweight"),
+            "{e}"
+        );
+        let e = Architecture::detect(&c(serde_json::json!({"model_type": "llama",
+            "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": true}})))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("bitsandbytes 8-bit (I8) or 4-bit"), "{e}");
+    }
+
+    #[test]
+    fn model_types_are_unique() {
+        let mut types = spec::supported();
+        let n = types.len();
+        types.sort();
+        types.dedup();
+        assert_eq!(types.len(), n);
     }
 
     #[test]

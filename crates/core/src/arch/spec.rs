@@ -112,13 +112,14 @@ impl QkNorm {
 }
 
 impl Norm {
-    /// A short name for reports ("layernorm", "rmsnorm", "rmsnorm_plus_one", "none").
+    /// A short name for reports ("layernorm", "rmsnorm", "rmsnorm_plus_one",
+    /// "layernorm_no_params", "none").
     pub fn kind(&self) -> &'static str {
         match self {
             Norm::LayerNorm(_) => "layernorm",
             Norm::RmsNorm(_) => "rmsnorm",
             Norm::RmsNormPlusOne(_) => "rmsnorm_plus_one",
-            Norm::LayerNormNoParams => "layernorm",
+            Norm::LayerNormNoParams => "layernorm_no_params",
             Norm::Post => "none",
         }
     }
@@ -284,6 +285,77 @@ const LLAMA_QKV: Qkv = Qkv::Separate {
     k: "self_attn.k_proj",
     v: "self_attn.v_proj",
 };
+
+/// The Llama layout that most recent decoders share; entries below change what differs.
+const LLAMA: ArchSpec = ArchSpec {
+    model_type: "llama",
+    summary: "Llama: separate projections, grouped-query attention, RMSNorm",
+    keys: HF_KEYS,
+    layer: "layers.{}.",
+    qkv: LLAMA_QKV,
+    out: "self_attn.o_proj",
+    storage: Storage::Linear,
+    norm: Norm::RmsNorm("input_layernorm"),
+    adjust: None,
+    qk_norm: QkNorm::None,
+    gguf: llama_gguf("llama"),
+};
+
+/// Qwen3's, Gemma 3's, EXAONE 4's and Apertus' per-head `q_norm` / `k_norm`.
+const QK_RMS: QkNorm = QkNorm::PerHeadRms {
+    q: "self_attn.q_norm",
+    k: "self_attn.k_norm",
+};
+
+/// Qwen3 in GGUF: the Llama names plus the q/k norms.
+const QWEN3_GGUF_LAYER: &[(&str, &str)] = &[
+    ("ffn_norm", "post_attention_layernorm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
+];
+
+/// Gemma 2/3 in GGUF: four norms per layer.
+const GEMMA2_GGUF_LAYER: &[(&str, &str)] = &[
+    ("post_attention_norm", "post_attention_layernorm"),
+    ("ffn_norm", "pre_feedforward_layernorm"),
+    ("post_ffw_norm", "post_feedforward_layernorm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
+];
+
+/// OLMo 2 and EXAONE 4 in GGUF: norms after attention and MLP, q/k norms.
+const POST_NORM_GGUF_LAYER: &[(&str, &str)] = &[
+    ("post_attention_norm", "post_attention_layernorm"),
+    ("post_ffw_norm", "post_feedforward_layernorm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
+];
+
+/// A Llama-like GGUF architecture with its own layer names.
+const fn gguf_with(
+    arch: &'static str,
+    layer: &'static [(&'static str, &'static str)],
+) -> Option<GgufNames> {
+    Some(GgufNames {
+        arch,
+        root: "model.",
+        globals: LLAMA_GGUF_GLOBALS,
+        layer,
+        fused_kv_groups: false,
+        split_attn_norm: None,
+        qkv_layout: None,
+        config: NO_GGUF_CONFIG,
+    })
+}
 
 /// Every supported architecture.
 pub static SPECS: &[ArchSpec] = &[
@@ -649,6 +721,323 @@ pub static SPECS: &[ArchSpec] = &[
         qk_norm: QkNorm::None,
         gguf: None,
     },
+    ArchSpec {
+        model_type: "qwen3",
+        summary: "Qwen3: as Llama, per-head RMSNorm of q and k (recorded, not folded), head_dim from the config",
+        qk_norm: QK_RMS,
+        gguf: gguf_with("qwen3", QWEN3_GGUF_LAYER),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "qwen2_moe",
+        summary: "Qwen2-MoE: Qwen2 attention (Q/K/V biases); the experts are MLP, not attention",
+        gguf: gguf_with("qwen2moe", &[("ffn_norm", "post_attention_layernorm")]),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "qwen3_moe",
+        summary: "Qwen3-MoE: Qwen3 attention (per-head q/k RMSNorm recorded); the experts are MLP",
+        qk_norm: QK_RMS,
+        gguf: gguf_with(
+            "qwen3moe",
+            &[
+                ("ffn_norm", "post_attention_layernorm"),
+                ("attn_q_norm", "self_attn.q_norm"),
+                ("attn_k_norm", "self_attn.k_norm"),
+            ],
+        ),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "mixtral",
+        summary: "Mixtral: Mistral attention; the experts are MLP (llama.cpp writes Mixtral GGUF as `llama`)",
+        gguf: None,
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "gemma2",
+        summary: "Gemma 2: as Gemma (RMSNorm as 1 + w, head_dim apart from hidden_size); sliding and \
+                  global layers alike",
+        norm: Norm::RmsNormPlusOne("input_layernorm"),
+        gguf: gguf_with("gemma2", GEMMA2_GGUF_LAYER),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "gemma3_text",
+        summary: "Gemma 3 (text): as Gemma 2, plus per-head RMSNorm (1 + w) of q and k (recorded, not folded)",
+        norm: Norm::RmsNormPlusOne("input_layernorm"),
+        qk_norm: QK_RMS,
+        gguf: gguf_with("gemma3", GEMMA2_GGUF_LAYER),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "smollm3",
+        summary: "SmolLM3: as Llama (some layers without rotary embedding)",
+        gguf: gguf_with("smollm3", LLAMA_GGUF_LAYER),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "granite",
+        summary: "Granite: as Llama; attention_multiplier replaces 1/sqrt(d_head) in the logits",
+        gguf: gguf_with("granite", LLAMA_GGUF_LAYER),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "olmo",
+        summary: "OLMo: as Llama, LayerNorm without learned parameters before attention (gain 1)",
+        norm: Norm::LayerNormNoParams,
+        gguf: gguf_with("olmo", LLAMA_GGUF_LAYER),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "olmo2",
+        summary: "OLMo 2: as Llama, no norm before attention (RMSNorm after it), RMSNorm over the whole \
+                  q and k projections (recorded, not folded)",
+        norm: Norm::Post,
+        qk_norm: QkNorm::WholeRms {
+            q: "self_attn.q_norm",
+            k: "self_attn.k_norm",
+        },
+        gguf: gguf_with("olmo2", POST_NORM_GGUF_LAYER),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "cohere",
+        summary: "Cohere (Command R): as Llama, mean-centring LayerNorm without bias, optional per-head \
+                  LayerNorm of q and k (use_qk_norm, recorded)",
+        norm: Norm::LayerNorm("input_layernorm"),
+        qk_norm: QkNorm::PerHeadLayerNorm {
+            q: "self_attn.q_norm",
+            k: "self_attn.k_norm",
+        },
+        gguf: gguf_with(
+            "command-r",
+            &[
+                ("ffn_gate", "mlp.gate_proj"),
+                ("ffn_up", "mlp.up_proj"),
+                ("ffn_down", "mlp.down_proj"),
+            ],
+        ),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "cohere2",
+        summary: "Cohere 2 (Command R7B): as Cohere, sliding and global layers alike",
+        norm: Norm::LayerNorm("input_layernorm"),
+        gguf: gguf_with(
+            "cohere2",
+            &[
+                ("ffn_gate", "mlp.gate_proj"),
+                ("ffn_up", "mlp.up_proj"),
+                ("ffn_down", "mlp.down_proj"),
+            ],
+        ),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "stablelm",
+        summary: "StableLM: as Llama with LayerNorm (bias), optional Q/K/V biases, optional per-head \
+                  LayerNorm of q and k (qk_layernorm, recorded)",
+        norm: Norm::LayerNorm("input_layernorm"),
+        qk_norm: QkNorm::PerHeadLayerNorm {
+            q: "self_attn.q_layernorm",
+            k: "self_attn.k_layernorm",
+        },
+        gguf: gguf_with("stablelm", LLAMA_GGUF_LAYER),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "starcoder2",
+        summary: "StarCoder2: as Llama with LayerNorm (bias) and biases on all four projections (use_bias)",
+        norm: Norm::LayerNorm("input_layernorm"),
+        gguf: gguf_with(
+            "starcoder2",
+            &[
+                ("ffn_norm", "post_attention_layernorm"),
+                ("ffn_up", "mlp.c_fc"),
+                ("ffn_down", "mlp.c_proj"),
+            ],
+        ),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "exaone4",
+        summary: "EXAONE 4: as Llama, no norm before attention (RMSNorm after it), per-head RMSNorm of \
+                  q and k (recorded, not folded)",
+        norm: Norm::Post,
+        qk_norm: QK_RMS,
+        gguf: gguf_with("exaone4", POST_NORM_GGUF_LAYER),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "glm4",
+        summary: "GLM-4: as Llama with Q/K/V biases (attention_bias), extra norms after attention and MLP",
+        gguf: gguf_with(
+            "glm4",
+            &[
+                ("post_attention_norm", "post_self_attn_layernorm"),
+                ("ffn_norm", "post_attention_layernorm"),
+                ("post_ffw_norm", "post_mlp_layernorm"),
+                ("ffn_up", "mlp.gate_up_proj"),
+                ("ffn_down", "mlp.down_proj"),
+            ],
+        ),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "apertus",
+        summary: "Apertus: as Llama, pre-attention RMSNorm `attention_layernorm`, per-head RMSNorm of q \
+                  and k (recorded, not folded)",
+        norm: Norm::RmsNorm("attention_layernorm"),
+        qk_norm: QK_RMS,
+        gguf: gguf_with(
+            "apertus",
+            &[
+                ("ffn_norm", "feedforward_layernorm"),
+                ("ffn_up", "mlp.up_proj"),
+                ("ffn_down", "mlp.down_proj"),
+                ("attn_q_norm", "self_attn.q_norm"),
+                ("attn_k_norm", "self_attn.k_norm"),
+            ],
+        ),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "ministral",
+        summary: "Ministral: as Mistral (sliding and global layers alike)",
+        gguf: None,
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "llama4_text",
+        summary: "Llama 4 (text): as Llama; parameter-free L2 norm of q and k on rotary layers \
+                  (use_qk_norm, recorded); the MoE feed-forward is not attention",
+        qk_norm: QkNorm::PerHeadL2,
+        gguf: gguf_with("llama4", &[("ffn_norm", "post_attention_layernorm")]),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "phi3",
+        summary: "Phi-3 / Phi-4: fused qkv_proj rows Q | K | V with grouped-query attention, RMSNorm",
+        qkv: Qkv::Blocks("self_attn.qkv_proj"),
+        gguf: Some(GgufNames {
+            arch: "phi3",
+            root: "model.",
+            globals: LLAMA_GGUF_GLOBALS,
+            layer: &[
+                ("ffn_norm", "post_attention_layernorm"),
+                ("ffn_up", "mlp.gate_up_proj"),
+                ("ffn_down", "mlp.down_proj"),
+            ],
+            fused_kv_groups: true,
+            split_attn_norm: None,
+            qkv_layout: None,
+            config: NO_GGUF_CONFIG,
+        }),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "gpt_bigcode",
+        summary: "GPT-BigCode (StarCoder, SantaCoder): fused c_attn, Q | K | V with one key/value head \
+                  (multi_query, the default) or per-head interleave [n_heads, 3, d_head]; nn.Linear",
+        keys: Keys {
+            d_model: &["n_embd", "hidden_size"],
+            n_heads: &["n_head", "num_attention_heads"],
+            n_kv_heads: &[],
+            n_layers: &["n_layer", "num_hidden_layers"],
+            head_dim: &[],
+        },
+        layer: "h.{}.",
+        qkv: Qkv::Grouped("attn.c_attn"),
+        out: "attn.c_proj",
+        norm: Norm::LayerNorm("ln_1"),
+        adjust: Some(adjust_gpt_bigcode),
+        gguf: Some(GgufNames {
+            arch: "starcoder",
+            root: "transformer.",
+            globals: &[
+                ("token_embd", "transformer.wte"),
+                ("position_embd", "transformer.wpe"),
+                ("output_norm", "transformer.ln_f"),
+                ("output", "lm_head"),
+            ],
+            layer: &[
+                ("ffn_norm", "ln_2"),
+                ("ffn_up", "mlp.c_fc"),
+                ("ffn_down", "mlp.c_proj"),
+            ],
+            fused_kv_groups: true,
+            split_attn_norm: None,
+            qkv_layout: None,
+            config: GgufConfig {
+                layer_norm_eps: Some("layer_norm_epsilon"),
+                context: Some("n_positions"),
+                feed_forward: Some("n_inner"),
+                extra: Some(gguf_starcoder),
+                ..NO_GGUF_CONFIG
+            },
+        }),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "dbrx",
+        summary: "DBRX: fused Wqkv rows Q | K | V with attn_config.kv_n_heads key/value heads, \
+                  LayerNorm without bias; the experts are MLP",
+        keys: Keys {
+            d_model: &["d_model", "hidden_size"],
+            n_heads: &["n_heads", "num_attention_heads"],
+            n_kv_heads: &[],
+            n_layers: &["n_layers", "num_hidden_layers"],
+            head_dim: &[],
+        },
+        layer: "blocks.{}.",
+        qkv: Qkv::Blocks("norm_attn_norm.attn.Wqkv"),
+        out: "norm_attn_norm.attn.out_proj",
+        norm: Norm::LayerNorm("norm_attn_norm.norm_1"),
+        adjust: Some(adjust_dbrx),
+        gguf: Some(GgufNames {
+            arch: "dbrx",
+            root: "transformer.",
+            globals: &[
+                ("token_embd", "transformer.wte"),
+                ("output_norm", "transformer.norm_f"),
+                ("output", "lm_head"),
+            ],
+            layer: &[("attn_output_norm", "norm_attn_norm.norm_2")],
+            fused_kv_groups: true,
+            split_attn_norm: None,
+            qkv_layout: None,
+            config: GgufConfig {
+                extra: Some(gguf_dbrx),
+                ..NO_GGUF_CONFIG
+            },
+        }),
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "persimmon",
+        summary: "Persimmon: fused query_key_value interleaved per head [n_heads, 3, d_head], LayerNorm; \
+                  per-head LayerNorm of q and k (qk_layernorm, recorded, not folded)",
+        qkv: Qkv::Grouped("self_attn.query_key_value"),
+        out: "self_attn.dense",
+        norm: Norm::LayerNorm("input_layernorm"),
+        qk_norm: QkNorm::PerHeadLayerNorm {
+            q: "self_attn.q_layernorm",
+            k: "self_attn.k_layernorm",
+        },
+        gguf: None,
+        ..LLAMA
+    },
+    ArchSpec {
+        model_type: "gpt_oss",
+        summary: "GPT-OSS: as Llama with Q/K/V/O biases; its attention sinks (self_attn.sinks, one \
+                  logit per head) are per-head scalars, not projections, and are not analysed",
+        gguf: gguf_with(
+            "gpt-oss",
+            &[("post_attention_norm", "post_attention_layernorm")],
+        ),
+        ..LLAMA
+    },
 ];
 
 /// OPT: `do_layer_norm_before = false` (opt-350m) puts the LayerNorm after attention.
@@ -682,6 +1071,57 @@ fn adjust_falcon(config: &ModelConfig, layout: &mut Layout) -> Result<(), ArchEr
     if parallel && num_ln == 2 {
         layout.norm = Norm::LayerNorm("ln_attn");
     }
+    Ok(())
+}
+
+/// GPT-BigCode: `multi_query` (default true) means one key/value head, else one per head.
+fn adjust_gpt_bigcode(config: &ModelConfig, layout: &mut Layout) -> Result<(), ArchError> {
+    let g = &mut layout.geometry;
+    g.n_kv_heads = if config.bool_or("multi_query", true)? {
+        1
+    } else {
+        g.n_heads
+    };
+    Ok(())
+}
+
+/// DBRX keeps the number of key/value heads in `attn_config.kv_n_heads` (default 1).
+fn adjust_dbrx(config: &ModelConfig, layout: &mut Layout) -> Result<(), ArchError> {
+    let kv = match config
+        .object("attn_config")
+        .and_then(|a| a.get("kv_n_heads"))
+    {
+        None | Some(Value::Null) => 1,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| ArchError::Geometry {
+                config: config.path().to_path_buf(),
+                problem: format!("attn_config.kv_n_heads should be a positive integer, found {v}"),
+            })?,
+    };
+    layout.geometry.n_kv_heads = kv;
+    Ok(())
+}
+
+/// StarCoder (GPT-BigCode) in GGUF: multi-query when there is one key/value head.
+fn gguf_starcoder(m: &dyn GgufMetadata, c: &mut Map<String, Value>) -> Result<(), CheckpointError> {
+    let kv = m.arch_uint("attention.head_count_kv")?;
+    c.insert("multi_query".into(), (kv == Some(1)).into());
+    Ok(())
+}
+
+/// DBRX in GGUF: the key/value heads go under `attn_config`.
+fn gguf_dbrx(m: &dyn GgufMetadata, c: &mut Map<String, Value>) -> Result<(), CheckpointError> {
+    let mut attn = Map::new();
+    if let Some(kv) = m.arch_uint("attention.head_count_kv")? {
+        attn.insert("kv_n_heads".into(), kv.into());
+    }
+    if let Some(clip) = m.arch_float("attention.clamp_kqv")? {
+        attn.insert("clip_qkv".into(), clip.into());
+    }
+    c.insert("attn_config".into(), Value::Object(attn));
     Ok(())
 }
 
@@ -740,6 +1180,89 @@ pub fn gguf_supported() -> Vec<&'static str> {
 pub fn find(model_type: &str) -> Option<&'static ArchSpec> {
     SPECS.iter().find(|s| s.model_type == model_type)
 }
+
+/// What to tell a user whose `model_type` is not in the table: which entry to copy when its
+/// config (and, when known, its tensor names) look like an entry's. Never a guess that is
+/// acted on: an unknown `model_type` stays an error.
+pub fn suggest(config: &ModelConfig, tensors: Option<&[&str]>) -> String {
+    let has = |suffix: &str| tensors.is_some_and(|t| t.iter().any(|n| n.ends_with(suffix)));
+    let llama_keys = ["hidden_size", "num_attention_heads", "num_hidden_layers"]
+        .iter()
+        .all(|k| config.raw().contains_key(*k));
+    let copy = |entry: &str, why: &str| {
+        format!(
+            "; {why}: if its attention really is laid out like `{entry}`'s, add an entry to \
+             crates/core/src/arch/spec.rs copying `{entry}` (`ArchSpec {{ model_type: \"...\", \
+             ..LLAMA }}` for Llama-like models) and a fixture case to \
+             scripts/fixtures/make_arch_fixtures.py; the tool does not guess layouts"
+        )
+    };
+    let separate = ["q_proj", "k_proj", "v_proj", "o_proj"]
+        .iter()
+        .all(|p| has(&format!("self_attn.{p}.weight")));
+    if tensors.is_some() && separate {
+        let qk = has("self_attn.q_norm.weight");
+        let entry = if qk { "qwen3" } else { "llama" };
+        let why = if qk {
+            "its tensors look Llama-like with per-head q/k norms (self_attn.{q,k,v,o}_proj, q_norm)"
+        } else {
+            "its tensors look Llama-like (self_attn.{q,k,v,o}_proj)"
+        };
+        return copy(entry, why);
+    }
+    if tensors.is_some() && has("self_attn.qkv_proj.weight") {
+        return copy(
+            "phi3",
+            "its tensors have a fused self_attn.qkv_proj like Phi-3's",
+        );
+    }
+    if tensors.is_none() && llama_keys {
+        return copy("llama", "its config has Llama's keys");
+    }
+    String::new()
+}
+
+/// Architectures the tool knows and refuses, with the reason (shown instead of numbers).
+pub static REFUSED: &[(&str, &str)] = &[
+    (
+        "deepseek_v2",
+        "multi-head latent attention (MLA): keys and values of all heads come from one low-rank \
+         latent (kv_a_proj_with_mqa, an RMSNorm kv_a_layernorm, then kv_b_proj), queries possibly \
+         through another (q_a_proj, q_a_layernorm, q_b_proj), and each head's key has a rotary part \
+         shared by all heads; per-head W_Q, W_K, W_V are linear maps of the layer input only with \
+         the latent norm's normalisation left out, a definition this version does not compute yet \
+         (see README, Architectures)",
+    ),
+    (
+        "deepseek_v3",
+        "multi-head latent attention (MLA), as deepseek_v2: per-head W_Q, W_K, W_V pass through \
+         a normalised low-rank latent and a shared rotary key part; this version does not compute \
+         them yet (see README, Architectures)",
+    ),
+];
+
+/// Quantisation methods (`quantization_config.quant_method`) whose weights are packed integers.
+pub static REFUSED_QUANTISATION: &[(&str, &str)] = &[
+    (
+        "bitsandbytes",
+        "bitsandbytes 8-bit (I8) or 4-bit (packed U8 with absmax)",
+    ),
+    (
+        "gptq",
+        "GPTQ (int4/int8 packed into I32 `qweight` with `scales` and `qzeros`)",
+    ),
+    (
+        "awq",
+        "AWQ (int4 packed into I32 `qweight` with `scales` and `qzeros`)",
+    ),
+    ("aqlm", "AQLM (additive codebooks)"),
+    ("hqq", "HQQ (packed low-bit weights)"),
+    ("eetq", "EETQ (int8)"),
+    ("quanto", "quanto (int8/int4/fp8 via optimum-quanto)"),
+    ("torchao", "torchao (packed tensor subclasses)"),
+    ("bitnet", "BitNet (ternary packed U8)"),
+    ("mxfp4", "MXFP4 (packed 4-bit floats with block scales)"),
+];
 
 /// The supported `model_type` values, in table order.
 pub fn supported() -> Vec<&'static str> {

@@ -9,6 +9,7 @@
 //! files differ in whether they carry the model prefix (`transformer.h.0.attn.c_attn.weight`
 //! against `h.0.attn.c_attn.weight`).
 
+mod fp8;
 pub mod gguf;
 pub mod pickle;
 pub mod safetensors;
@@ -88,6 +89,12 @@ pub enum CheckpointError {
         count: usize,
         first: usize,
         value: f64,
+    },
+    #[error("FP8 tensor `{tensor}` in {file}: {problem}")]
+    Fp8 {
+        tensor: String,
+        file: PathBuf,
+        problem: String,
     },
 }
 
@@ -347,7 +354,10 @@ impl Checkpoint {
                     name: meta.name.clone(),
                     files: self.store.files().to_vec(),
                 })?;
-        let data = self.store.read(index)?;
+        let mut data = self.store.read(index)?;
+        if matches!(meta.dtype, DType::F8_E4M3 | DType::F8_E5M2) {
+            fp8::dequantise(self, meta, &mut data)?;
+        }
         if let Some(first) = data.iter().position(|x| !x.is_finite()) {
             return Err(CheckpointError::NonFinite {
                 tensor: meta.name.clone(),

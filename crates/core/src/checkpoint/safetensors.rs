@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::{CheckpointError, SourceFormat, TensorMeta, TensorStore, shards};
-use crate::dtype::{DType, decode_f64};
+use crate::dtype::{DType, decode_f64, fp8_to_f64};
 
 /// Largest header accepted (the reference implementation's limit).
 const MAX_HEADER: u64 = 100_000_000;
@@ -325,9 +325,21 @@ impl TensorStore for SafetensorsStore {
         &self.tensors
     }
 
+    /// FP8 tensors (F8_E4M3, F8_E5M2) are returned as stored, without their scales:
+    /// [`super::Checkpoint::read`] applies the scales the model's config names.
     fn read(&self, index: usize) -> Result<Vec<f64>, CheckpointError> {
         let meta = &self.tensors[index];
         let mapped = &self.maps[meta.file];
+        if matches!(meta.dtype, DType::F8_E4M3 | DType::F8_E5M2) {
+            let (begin, end) = self.ranges[index];
+            let bytes = &mapped.map[mapped.data_start + begin..mapped.data_start + end];
+            let out = bytes
+                .iter()
+                .map(|&b| fp8_to_f64(meta.dtype, b).expect("an FP8 dtype"))
+                .collect();
+            super::release_pages(&mapped.map, mapped.data_start + begin, end - begin);
+            return Ok(out);
+        }
         if !meta.dtype.is_plain_float() {
             return Err(CheckpointError::UnsupportedDType {
                 tensor: meta.name.clone(),

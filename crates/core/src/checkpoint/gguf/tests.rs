@@ -491,3 +491,115 @@ fn registry_reads_fused_architectures_back_to_gguf_blocks() {
         assert_eq!(layer.w_o, o, "{arch} W_O");
     }
 }
+
+/// Every registry entry with GGUF names: a one-layer file with llama.cpp's names opens, gets a
+/// configuration the registry detects, and its attention reads back as the stored blocks
+/// (llama.cpp stores fused QKV as [Q; K; V]; separate tensors as they are).
+#[test]
+fn every_registry_gguf_entry_reads_back() {
+    use crate::arch::Architecture;
+    use crate::arch::spec::{Norm, Qkv, SPECS, Storage};
+    use crate::checkpoint::Checkpoint;
+    use crate::matrix::Matrix;
+    let u32v = GgufValue::U32;
+    let mut checked = 0;
+    for spec in SPECS {
+        let Some(names) = spec.gguf else { continue };
+        let arch = names.arch;
+        let fused = !matches!(spec.qkv, Qkv::Separate { .. });
+        let d = 8;
+        // Query/key-value heads the entry's Hugging Face layout can express.
+        let (n_head, n_kv) = if spec.storage == Storage::Conv1D || (fused && !names.fused_kv_groups)
+        {
+            (4, 4)
+        } else if spec.model_type == "gpt_bigcode" {
+            (4, 1)
+        } else {
+            (4, 2)
+        };
+        // A head width apart from d / n_head where the entry reads head_dim from the config.
+        let hd = if spec.keys.head_dim.contains(&"head_dim") {
+            3
+        } else {
+            d / n_head
+        };
+        let key = |k: &str| format!("{arch}.{k}");
+        let (k_embd, k_heads, k_kv, k_blocks, k_len) = (
+            key("embedding_length"),
+            key("attention.head_count"),
+            key("attention.head_count_kv"),
+            key("block_count"),
+            key("attention.key_length"),
+        );
+        let mut md = vec![
+            (k_embd.as_str(), u32v(d as u32)),
+            (k_heads.as_str(), u32v(n_head as u32)),
+            (k_kv.as_str(), u32v(n_kv as u32)),
+            (k_blocks.as_str(), u32v(1)),
+        ];
+        if hd != d / n_head {
+            md.push((k_len.as_str(), u32v(hd as u32)));
+        }
+        let (q_rows, kv_rows) = (n_head * hd, n_kv * hd);
+        let mut tensors = vec![("blk.0.attn_output.weight", vec![q_rows as u64, d as u64])];
+        if fused {
+            tensors.push((
+                "blk.0.attn_qkv.weight",
+                vec![d as u64, (q_rows + 2 * kv_rows) as u64],
+            ));
+        } else {
+            tensors.push(("blk.0.attn_q.weight", vec![d as u64, q_rows as u64]));
+            tensors.push(("blk.0.attn_k.weight", vec![d as u64, kv_rows as u64]));
+            tensors.push(("blk.0.attn_v.weight", vec![d as u64, kv_rows as u64]));
+        }
+        if !matches!(spec.norm, Norm::Post | Norm::LayerNormNoParams) {
+            tensors.push(("blk.0.attn_norm.weight", vec![d as u64]));
+        }
+        let bytes = arch_file(arch, &md, &tensors);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        std::fs::write(&path, bytes).unwrap();
+        let ckpt = Checkpoint::open(&path).unwrap_or_else(|e| panic!("{arch}: {e}"));
+        assert_eq!(ckpt.config().model_type().unwrap(), spec.model_type);
+        let a = Architecture::detect(ckpt.config()).unwrap_or_else(|e| panic!("{arch}: {e}"));
+        let g = a.geometry();
+        assert_eq!(
+            (g.n_heads, g.n_kv_heads, g.d_head),
+            (n_head, n_kv, hd),
+            "{arch}"
+        );
+        let layer = a.layer(&ckpt, 0).unwrap_or_else(|e| panic!("{arch}: {e}"));
+        // Stored row r of a tensor holds the values r*d .. r*d + d.
+        let block = |first: usize, count: usize| {
+            Matrix::from_fn(count, d, |r, c| ((first + r) * d + c) as f64)
+        };
+        let (q, k, v) = if fused {
+            (0, q_rows, q_rows + kv_rows)
+        } else {
+            (0, 0, 0)
+        };
+        assert_eq!(layer.w_q, block(q, q_rows), "{arch} W_Q");
+        assert_eq!(layer.w_k, block(k, kv_rows), "{arch} W_K");
+        assert_eq!(layer.w_v, block(v, kv_rows), "{arch} W_V");
+        let o = Matrix::from_fn(d, q_rows, |r, c| (r * q_rows + c) as f64);
+        assert_eq!(layer.w_o, o, "{arch} W_O");
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} GGUF entries");
+}
+
+#[test]
+fn gguf_architecture_names_are_unique_and_listed_when_unsupported() {
+    let archs = crate::arch::spec::gguf_supported();
+    let mut sorted = archs.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), archs.len(), "{archs:?}");
+    let bytes = arch_file("rwkv6", &[], &[]);
+    let (_d, store) = open_bytes(&bytes);
+    let e = store.config(None).unwrap_err().to_string();
+    assert!(
+        e.contains("rwkv6") && e.contains("qwen3") && e.contains("gemma2"),
+        "{e}"
+    );
+}
