@@ -19,11 +19,12 @@ use crate::matrix::Matrix;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DenseAlgorithm {
     /// The default: meets the accuracy contract of the precision asked for
-    /// ([`Precision::tolerance`]) at the least cost. The Gram path of
-    /// [`DenseAlgorithm::GramChecked`] is tried where it can pay off — every dense job in
-    /// f32; in f64 only strongly rectangular ones (aspect >= [`GRAM_ASPECT`]), because for a
-    /// square matrix its proved f64 bound cannot reach 1e-12·σ_1 — and the f64 SVD runs
-    /// otherwise or when the bound is not met.
+    /// ([`Precision::tolerance`]) at the least cost. In f32 the Gram path of
+    /// [`DenseAlgorithm::GramChecked`] is tried for every dense job, and the f64 SVD runs when
+    /// its bound is not met. In f64 the SVD runs directly: the bound is at least
+    /// γ_p·ρ(|W|^T|W|) / (2σ_min) with ρ >= σ_1², i.e. about p·u·κ/2 · (ρ/σ_1²) · σ_1, which
+    /// stays above 1e-12·σ_1 for any p >= 64 unless κ is near 1 (2.5e-12 on a Gaussian
+    /// per-head 64 x 1024 matrix, κ = 1.6), so trying it would only add its cost.
     #[default]
     Auto,
     /// Values-only SVD (bidiagonalisation + bidiagonal QR) in the requested precision. In
@@ -52,9 +53,6 @@ pub enum Method {
     /// [`DenseAlgorithm::Gram`] in f32, or the unchecked Gram path in f64).
     Unchecked,
 }
-
-/// [`DenseAlgorithm::Auto`] tries the Gram path in f64 when max(rows, cols) >= GRAM_ASPECT · min.
-pub const GRAM_ASPECT: usize = 4;
 
 /// Unit roundoff of f64, u = 2^-53.
 const UNIT_ROUNDOFF: f64 = f64::EPSILON / 2.0;
@@ -140,17 +138,36 @@ fn gram_checked(m: &Matrix, par: Par) -> Option<GramSpectrum> {
             error_bound: 0.0,
         });
     }
-    if !(GRAM_RANGE.0..=GRAM_RANGE.1).contains(&max_abs) {
+    if !gram_range_ok(max_abs) {
         return None;
     }
     let lambda = gram_eigenvalues(m, par)?;
     let rho = abs_gram_spectral_radius_bound(m);
+    gram_bound(&lambda, rho, p, q)
+}
+
+/// True when the largest |entry| of a matrix is in the range the Gram bound covers (see
+/// [`gram_spectrum`]; zero matrices are exact and handled apart).
+pub fn gram_range_ok(max_abs: f64) -> bool {
+    (GRAM_RANGE.0..=GRAM_RANGE.1).contains(&max_abs)
+}
+
+/// Steps 2–4 of [`gram_spectrum`]'s bound, for any backend: from the computed Gram eigenvalues
+/// `lambda` (descending, unclamped) of a `p x q` matrix (p >= q, inner dimension p) and an upper
+/// bound `rho` on ρ(|m|^T |m|) computed with non-negative sums (it is inflated here for their
+/// rounding), the square-rooted values and their error bound. `None` when the bound is not
+/// finite.
+pub fn gram_bound(lambda: &[f64], rho: f64, p: usize, q: usize) -> Option<GramSpectrum> {
+    let rho = rho * (1.0 + 2.0 * (p + q + 2) as f64 * UNIT_ROUNDOFF);
     let pu = p as f64 * UNIT_ROUNDOFF;
-    let gamma = pu / (1.0 - pu);
     let eta = EVD_BACKWARD_C * q as f64 * f64::EPSILON;
+    if eta >= 1.0 || pu >= 1.0 {
+        return None;
+    }
+    let gamma = pu / (1.0 - pu);
     let lambda_abs_max = lambda.iter().fold(0.0f64, |a, l| a.max(l.abs()));
     let e = gamma * rho + eta * lambda_abs_max / (1.0 - eta);
-    if !e.is_finite() || eta >= 1.0 || pu >= 1.0 {
+    if !e.is_finite() {
         return None;
     }
     let values: Vec<f64> = lambda.iter().map(|l| l.max(0.0).sqrt()).collect();
@@ -204,7 +221,8 @@ fn abs_gram_spectral_radius_bound(m: &Matrix) -> f64 {
             *xj = (yj / ymax).max(1e-30);
         }
     }
-    best * (1.0 + 2.0 * (rows + cols + 2) as f64 * UNIT_ROUNDOFF)
+    // (gram_bound inflates it for the rounding of these non-negative sums.)
+    best
 }
 
 /// How [`FaerBackend`] spreads a batch over its threads.
@@ -360,10 +378,7 @@ impl FaerBackend {
             Job::Dense(m) => m,
         };
         let try_gram = match self.dense {
-            DenseAlgorithm::Auto => {
-                let (short, long) = (rows.min(cols), rows.max(cols));
-                precision == Precision::F32 || long >= GRAM_ASPECT * short
-            }
+            DenseAlgorithm::Auto => precision == Precision::F32,
             DenseAlgorithm::GramChecked => true,
             DenseAlgorithm::Svd if in_f32 => {
                 return dense_values_f32(m, par)
@@ -737,15 +752,20 @@ mod tests {
     }
 
     #[test]
-    fn auto_falls_back_to_the_svd_for_rank_deficient_rectangular_matrices() {
-        // 40 x 8 of rank 2 (aspect 5, so Auto tries the Gram path): six exact zeros, which
-        // the Gram path would only resolve to about sqrt(eps) sigma_1.
+    fn checked_gram_falls_back_to_the_svd_for_rank_deficient_matrices() {
+        // 40 x 8 of rank 2: six exact zeros, which the Gram path would only resolve to about
+        // sqrt(eps) sigma_1; its bound says so, and the f64 SVD runs instead.
         let a = Matrix::from_fn(40, 2, |r, c| ((r * 7 + c * 3) % 11) as f64 - 5.0);
         let b = Matrix::from_fn(2, 8, |r, c| ((r * 5 + c * 2) % 7) as f64 - 3.0);
         let w = a.matmul(&b);
-        let backend = FaerBackend::new(1).unwrap();
-        assert_eq!(backend.dense_algorithm(), DenseAlgorithm::Auto);
-        let sv = &backend.spectra(&[Job::Dense(&w)], Precision::F64).unwrap()[0];
+        let backend = FaerBackend::new(1)
+            .unwrap()
+            .with_dense_algorithm(DenseAlgorithm::GramChecked);
+        let out = backend
+            .spectra_with_methods(&[Job::Dense(&w)], Precision::F64)
+            .unwrap();
+        assert_eq!(out[0].1, Method::SvdF64);
+        let sv = &out[0].0;
         assert_eq!(sv.len(), 8);
         for s in &sv[2..] {
             assert!(*s <= 1e-13 * sv[0], "{sv:?}");

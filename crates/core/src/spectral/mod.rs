@@ -102,8 +102,8 @@
 //!   bound ([`gram_spectrum`]); they are kept when the bound meets the contract of the
 //!   precision asked for, otherwise the job is redone by faer's f64 values-only SVD. In f32
 //!   the Gram path is tried for every dense job (random and typical weights pass: bound about
-//!   1e-8·σ_1 on a 768² Gaussian); in f64 only for strongly rectangular ones (aspect >=
-//!   [`GRAM_ASPECT`]), since the bound cannot reach 1e-12·σ_1 for a square matrix.
+//!   1e-8·σ_1 on a 768² Gaussian); in f64 the SVD runs directly, since the bound cannot reach
+//!   1e-12·σ_1 unless the matrix is nearly orthogonal (see [`DenseAlgorithm::Auto`]).
 //! * Product jobs: thin Householder QR of `left` and `right^T`, the `k x k` core `R_l R_r^T`,
 //!   and its values-only SVD, in f64.
 //! * Jobs of a batch run in parallel on the backend's own rayon pool, one thread per job,
@@ -116,8 +116,8 @@ mod faer_backend;
 mod metrics;
 
 pub use faer_backend::{
-    DenseAlgorithm, EVD_BACKWARD_C, FaerBackend, GRAM_ASPECT, GramSpectrum, JobParallelism, Method,
-    gram_spectrum,
+    DenseAlgorithm, EVD_BACKWARD_C, FaerBackend, GramSpectrum, JobParallelism, Method, gram_bound,
+    gram_range_ok, gram_spectrum,
 };
 pub use metrics::{
     ENTROPY_EPSILON, EVALS_THRESH, Metrics, PowerLawFit, SMALL_N_CUTOFF, fit_power_law, metrics,
