@@ -9,8 +9,8 @@
 //! [`analyse_model`] is a three-stage pipeline, so that the backend's threads never wait for
 //! reading or metrics: a reader thread reads and decodes layer i+1 while the backend computes
 //! layer i's spectra, and a metrics thread computes layer i−1's metrics meanwhile. At most
-//! three layers' weights are in memory at once (the one being read, the one waiting, the one
-//! being analysed).
+//! two layers' weights are in memory at once (the one being analysed and the next one, read
+//! ahead).
 
 use std::sync::mpsc;
 
@@ -199,9 +199,10 @@ pub fn analyse_model(
 ) -> Result<Vec<MatrixResult>, ExtractError> {
     let n_layers = arch.geometry().n_layers;
     std::thread::scope(|scope| {
-        // Reader: layer i+1 is read and decoded while layer i's spectra are computed. The
-        // channel holds one layer, so the reader stays at most one layer ahead.
-        let (layers_tx, layers_rx) = mpsc::sync_channel::<Result<LayerAttention, ArchError>>(1);
+        // Reader: layer i+1 is read and decoded while layer i's spectra are computed. A
+        // rendezvous channel: a read layer waits in `send` until the analysis takes it, so the
+        // reader is at most one layer ahead and at most two layers' weights are in memory.
+        let (layers_tx, layers_rx) = mpsc::sync_channel::<Result<LayerAttention, ArchError>>(0);
         scope.spawn(move || {
             for i in 0..n_layers {
                 let layer = arch.layer(ckpt, i).map(|mut layer| {
