@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Benchmark of `pipeline run extract` against the LAPACK floor (issue 4). Not a test.
+"""Benchmark of `pipeline run extract` against the LAPACK floor (issues 4 and 14). Not a test.
 
-The target: `pipeline run extract` over seven local checkpoints of the seed study's sizes
-(about 1.8 billion parameters, safetensors on local disk), whole-layer W_Q, W_K, W_V, W_O only,
-in f32, takes at most 1.3 times as long as the singular values of the same matrices already in
-memory computed through LAPACK on the same machine in the same run, with a peak resident set
-under 500 MB; a transformers-based script doing the same work is measured for comparison.
+The targets (issue 14), on seven local checkpoints of the seed study's sizes (about 1.8 billion
+parameters, safetensors on local disk), each the median of paired runs against a floor measured
+in the same run:
+  - `f32-whole`: --precision f32, whole-layer W_Q, W_K, W_V, W_O only: at most 0.8x the f32 floor;
+  - `f32-heads-circuits`: f32 with per-head matrices and OV/QK circuits: at most 0.9x the same
+    whole-layer f32 floor;
+  - `f64-heads-circuits`: f64 (the default) with per-head matrices and circuits: at most 1.0x the
+    f64 floor of the whole-layer matrices;
+  - peak RSS under 500 MB; every singular value within the accuracy contract (1e-6·σ_1 in f32,
+    1e-12·σ_1 in f64) of LAPACK's f64 values.
 
 What it does:
 
@@ -14,36 +19,35 @@ What it does:
    facebook/opt-125m, facebook/opt-350m, bigscience/bloom-560m, gpt2): the config.json of each
    is written here by hand from the Hub's, the model is instantiated with transformers'
    `AutoModelForCausalLM.from_config` (seeded) and saved with `save_pretrained` (safetensors,
-   f32 by default). Cached under `.bench-cache/extract/<dtype>/` in the repository root
-   (gitignored; about 7.3 GB in f32). The weights are random: only shapes and layouts matter.
-2. Writes a pipeline file over them (kinds W_Q, W_K, W_V, W_O; per_head = false; no circuits;
-   precision f32; backend faer) and runs `pipeline run extract --force --quiet --threads T`
-   under `/usr/bin/time -v` --runs times (best wall time; largest peak RSS, split into its
-   anonymous and file-backed parts by sampling /proc), each run followed at once by a run of
-   the parallel floor below, so that every pair sees about the same load on a shared machine.
-3. The floor, in the same run: loads the same whole-layer matrices as the pipeline splits them
-   (the per-head interleave of gpt_neox/bloom fused QKV, GPT-2's Conv1D transposed, OPT/GPT-Neo's
-   separate projections) into memory as contiguous f32, and times LAPACK's values-only SVD
-   (gesdd without vectors) over them three ways: `torch.linalg.svdvals` (MKL) in T processes of
-   one thread each over balanced halves of the matrices (the pipeline's own scheme, one thread
-   per matrix); `torch.linalg.svdvals` one matrix after another with T threads; numpy's
-   `np.linalg.svd(compute_uv=False)` (OpenBLAS) the same way. The fastest is the floor. A
-   sequential way still running at twice the best time so far is stopped (it cannot be the
-   floor) and its time extrapolated: on a loaded 2-core machine, MKL with 2 OpenMP threads was
-   measured 10x slower per matrix than with one.
-4. Optionally (default on) a transformers-based script doing the same work, under
+   f32 by default). Cached under `--cache` (default `.bench-cache/extract/<dtype>/` in the
+   repository root, gitignored; about 7.3 GB in f32). Only shapes and layouts matter.
+2. For each round (--runs, default 3) and each configuration in turn: `pipeline run extract
+   --force --quiet --threads T` of a pipeline file for that configuration (backend faer) under
+   `/usr/bin/time -v` (wall, CPU, peak RSS, sampled anonymous/file-backed RSS), followed at once
+   by the floor of the configuration's precision, so that each pair sees about the same load on
+   a shared machine: LAPACK's values-only SVD (gesdd without vectors; `torch.linalg.svdvals`,
+   MKL) of the same whole-layer matrices as the pipeline splits them (the per-head interleave of
+   gpt_neox/bloom fused QKV, GPT-2's Conv1D transposed, OPT/GPT-Neo's separate projections),
+   already in memory (f32, or f64 for the f64 floor), in T processes of one thread each over
+   balanced shares (one matrix per thread, the pipeline's scheme). The 1-minute load average is
+   recorded before each pair.
+3. Accuracy: every spectrum the pipeline wrote (spectra/ table) against LAPACK's f64 values:
+   the whole-layer ones from the f64 floor's own spectra (or numpy when no f64 configuration
+   ran), per-head matrices by numpy's svd in f64, circuits from the R factors of both factors'
+   thin QRs (LAPACK dgeqrf, then gesdd of the d_head x d_head core) in f64.
+4. Optionally (--transformers) a transformers-based script doing the f32 whole-layer work, under
    `/usr/bin/time -v`: each model in turn `from_pretrained(dtype=float32)`, the same matrices
    split out, `torch.linalg.svdvals` on each, `del model; gc.collect()` (as the seed notebook).
-5. Checks that the pipeline did the same work: its spectral norms must match the floor's σ_1.
-6. Prints a Markdown table and, with --json PATH, writes all figures as JSON.
+5. Prints a Markdown table per configuration (medians, paired ratios, max |Δσ|/σ_1 per category,
+   peak RSS, load) and, with --json PATH, writes all figures as JSON.
 
 Needs (see scripts/requirements-fixtures.txt): torch 2.11, transformers 5.24, safetensors 0.8,
-numpy 2.4, pyarrow (any recent; only for the correctness check), threadpoolctl; GNU time
-(Debian package `time`) at /usr/bin/time; a built `pipeline` binary.
+numpy 2.4, pyarrow; GNU time (Debian package `time`) at /usr/bin/time; a built `pipeline` binary
+(the README's build: `cargo build --bin pipeline`, the dev profile).
 
-usage: /work/venv/torch/bin/python scripts/bench_extract.py [--bin PATH] [--threads 2]
-           [--runs 3] [--json out.json] [--no-transformers] [--no-sequential-floors]
-           [--dtype f32|f16|bf16]
+usage: python scripts/bench_extract.py [--bin PATH] [--threads 2] [--runs 3]
+           [--configs f32-whole,f32-heads-circuits,f64-heads-circuits] [--models gpt2,...]
+           [--cache DIR] [--json out.json] [--transformers] [--dtype f32|f16|bf16]
 """
 
 from __future__ import annotations
@@ -404,22 +408,32 @@ def warm_page_cache(models: list[dict]) -> None:
 # --- 2. the pipeline under /usr/bin/time ---------------------------------------------------------
 
 
-def write_pipeline(cache: Path, models: list[dict]) -> Path:
+# The configurations measured (issue 14): name -> (precision, per-head matrices and circuits),
+# the floor they are compared with, and the target ratio.
+CONFIGS = {
+    "f32-whole": ("f32", False, 0.8),
+    "f32-heads-circuits": ("f32", True, 0.9),
+    "f64-heads-circuits": ("f64", True, 1.0),
+}
+
+
+def write_pipeline(cache: Path, models: list[dict], config: str) -> Path:
+    precision, full, _ = CONFIGS[config]
+    kinds = '["W_Q", "W_K", "W_V", "W_O", "OV", "QK"]' if full else '["W_Q", "W_K", "W_V", "W_O"]'
     lines = [
-        "# Written by scripts/bench_extract.py: the seed's seven models, random weights.",
-        'name = "bench-extract"',
+        f"# Written by scripts/bench_extract.py: the seed's seven models, random weights ({config}).",
+        f'name = "bench-extract-{config}"',
         "",
         "[analysis]",
-        'kinds = ["W_Q", "W_K", "W_V", "W_O"]',
-        "per_head = false",
-        "circuits = false",
+        f"kinds = {kinds}",
+        f"per_head = {'true' if full else 'false'}",
         "fold_ln = false",
-        'precision = "f32"',
+        f'precision = "{precision}"',
         'backend = "faer"',
     ]
     for m in models:
         lines += ["", "[[models]]", f'id = "bench/{m["name"]}"', f"source = {json.dumps(m['dir'])}"]
-    path = cache / "bench-extract.toml"
+    path = cache / f"bench-extract-{config}.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -564,32 +578,42 @@ def shares(models: list[dict], parts: int) -> list[set]:
     return [{k[:3] for k in keys[i::parts]} for i in range(parts)]
 
 
-def _parallel_worker(models, keep, barrier, queue):
-    """One process of the parallel floor: its share of the matrices, one torch thread."""
+def _parallel_worker(models, keep, precision, barrier, queue):
+    """One process of the parallel floor: its share of the matrices, one torch thread. Returns
+    σ_1 of each matrix, and the whole spectrum when the precision is f64 (LAPACK's f64 values,
+    the accuracy reference)."""
+    import numpy as np
     import torch
 
     torch.set_num_threads(1)
     mats = load_matrices(models, keep)
+    if precision == "f64":
+        mats = [(a, b, c, m.astype(np.float64)) for a, b, c, m in mats]
     for a in {m[3].shape: m[3] for m in mats}.values():  # warm-up, once per shape
         torch.linalg.svdvals(torch.from_numpy(a))
     barrier.wait()
-    sigma = {}
+    out = []
     t, cpu = time.perf_counter(), time.process_time()
-    for model, layer, kind, a in mats:
-        sigma[(model, layer, kind)] = float(torch.linalg.svdvals(torch.from_numpy(a))[0])
-    queue.put((time.perf_counter() - t, time.process_time() - cpu, sigma))
+    for _, _, _, a in mats:
+        out.append(torch.linalg.svdvals(torch.from_numpy(a)))
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
+    sigma = {}
+    for (model, layer, kind, _), sv in zip(mats, out, strict=True):
+        sigma[(model, layer, kind)] = sv.numpy() if precision == "f64" else float(sv[0])
+    queue.put((elapsed, cpu, sigma))
 
 
-def floor_parallel(models, procs: int) -> tuple[float, float, dict]:
+def floor_parallel(models, procs: int, precision: str = "f32") -> tuple[float, float, dict]:
     """`procs` processes with one MKL thread each over balanced shares of the matrices, started
     together (the pipeline's own scheme: one thread per matrix); the slowest is the wall time.
-    Returns it, the CPU seconds of all processes together, and σ_1 of every matrix."""
+    Returns it, the CPU seconds of all processes together, and σ_1 of every matrix (f32) or its
+    whole f64 spectrum (f64)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(procs), ctx.Queue()
     workers = [
-        ctx.Process(target=_parallel_worker, args=(models, keep, barrier, queue))
+        ctx.Process(target=_parallel_worker, args=(models, keep, precision, barrier, queue))
         for keep in shares(models, procs)
     ]
     for w in workers:
@@ -601,38 +625,6 @@ def floor_parallel(models, procs: int) -> tuple[float, float, dict]:
     for _, _, s in results:
         sigma.update(s)
     return max(r[0] for r in results), sum(r[1] for r in results), sigma
-
-
-def floor_sequential(mats, threads: int, library: str, cap_s: float) -> tuple[float, bool]:
-    """One matrix after another, `threads` threads inside each SVD: torch.linalg.svdvals (MKL
-    gesdd) or np.linalg.svd(compute_uv=False) (OpenBLAS gesdd). Gives up after `cap_s` seconds
-    (it cannot be the floor then) and returns the time extrapolated from the work done, False."""
-    import numpy as np
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    if library == "torch":
-        torch.set_num_threads(threads)
-
-        def svd(a):
-            torch.linalg.svdvals(torch.from_numpy(a))
-    else:
-
-        def svd(a):
-            np.linalg.svd(a, compute_uv=False)
-
-    with threadpool_limits(limits=threads, user_api="blas"):
-        for a in {m[3].shape: m[3] for m in mats}.values():  # warm-up, once per shape
-            svd(a)
-        total = sum(m[3].size for m in mats)
-        done = 0
-        t = time.perf_counter()
-        for _, _, _, a in mats:
-            svd(a)
-            done += a.size
-            if time.perf_counter() - t > cap_s and done < total:
-                return (time.perf_counter() - t) * total / done, False
-        return time.perf_counter() - t, True
 
 
 # --- 4. a transformers-based script doing the same work -----------------------------------------
@@ -662,25 +654,73 @@ def transformers_worker(models: list[dict], threads: int) -> None:
     print(f"transformers: {count} matrices")
 
 
-# --- 5. correctness: the pipeline's spectral norms against torch's ----------------------------
+# --- 5. accuracy: every spectrum against LAPACK's f64 values ----------------------------------
 
 
-def check_spectral_norms(out: Path, sigma: dict) -> float:
+def factored_svdvals(left, right):
+    """Singular values of left @ right (left [m, k], right [k, n], k small) from the R factors of
+    their thin QRs (LAPACK dgeqrf, then dgesdd of the k x k core), in f64."""
+    import numpy as np
+
+    rl = np.linalg.qr(left, mode="r")
+    rr = np.linalg.qr(right.T, mode="r")
+    return np.linalg.svd(rl @ rr.T, compute_uv=False)
+
+
+def references(models: list[dict], whole: bool) -> dict:
+    """LAPACK f64 spectra (numpy, untimed) of every per-head matrix and circuit as the pipeline
+    cuts them (the seed's models have as many KV heads as query heads: head h pairs with KV head
+    h), and of the whole-layer matrices when `whole`. Keys: (model, layer, kind) for whole-layer
+    matrices, (model, layer, head, kind) for the others."""
+    import numpy as np
+    from safetensors import safe_open
+
+    ref = {}
+    for m in models:
+        cfg = m["config"]
+        n_layers, d, h = geometry(cfg)
+        dh = d // h
+        handles = [safe_open(str(Path(m["dir"]) / f), framework="pt") for f in m["files"]]
+        where = {n: hd for hd in handles for n in hd.keys()}
+        names = list(where)
+        for layer in range(n_layers):
+            mats = layer_matrices(cfg, lambda n, w=where: w[n].get_tensor(n).float().numpy(), names, layer)
+            q, k, v, o = (mats[kind].astype(np.float64) for kind in KINDS)
+            if whole:
+                for kind, a in zip(KINDS, (q, k, v, o), strict=True):
+                    ref[(m["name"], layer, kind)] = np.linalg.svd(a, compute_uv=False)
+            for head in range(h):
+                rows = slice(head * dh, (head + 1) * dh)
+                qh, kh, vh, oh = q[rows], k[rows], v[rows], o[:, rows]
+                for kind, a in zip(KINDS, (qh, kh, vh, oh), strict=True):
+                    ref[(m["name"], layer, head, kind)] = np.linalg.svd(a, compute_uv=False)
+                ref[(m["name"], layer, head, "OV")] = factored_svdvals(oh, vh)
+                ref[(m["name"], layer, head, "QK")] = factored_svdvals(qh.T, kh)
+    return ref
+
+
+def accuracy(out: Path, ref: dict) -> dict:
+    """max |Δσ| / σ_1 of the pipeline's spectra against `ref`, per category, over every matrix."""
+    import numpy as np
     import pyarrow.parquet as pq
 
-    worst, seen = 0.0, 0
-    for f in sorted((out / "matrices").glob("*.parquet")):
-        t = pq.read_table(f, columns=["model", "layer", "head", "kind", "spectral_norm"])
-        for model, layer, head, kind, sn in zip(
+    worst = {"whole-layer": 0.0, "per-head": 0.0, "circuits": 0.0}
+    counts = dict.fromkeys(worst, 0)
+    for f in sorted((out / "spectra").glob("*.parquet")):
+        t = pq.read_table(f, columns=["model", "layer", "head", "kind", "singular_values"])
+        for model, layer, head, kind, sv in zip(
             *(t.column(c).to_pylist() for c in t.column_names), strict=True
         ):
-            assert head is None, f"{f}: per-head row found; the pipeline file asked for none"
-            ref = sigma[(model.removeprefix("bench/"), layer, kind)]
-            worst = max(worst, abs(sn - ref) / ref)
-            seen += 1
-    if seen != len(sigma):
-        sys.exit(f"the pipeline wrote {seen} matrices, the floor has {len(sigma)}")
-    return worst
+            name = model.removeprefix("bench/")
+            key = (name, layer, kind) if head is None else (name, layer, head, kind)
+            r = ref[key]
+            sv = np.asarray(sv, dtype=np.float64)
+            if sv.shape != r.shape:
+                sys.exit(f"{f}: {key} has {sv.size} singular values, LAPACK {r.size}")
+            cat = "whole-layer" if head is None else ("circuits" if kind in ("OV", "QK") else "per-head")
+            worst[cat] = max(worst[cat], float(np.max(np.abs(sv - r)) / r[0]) if r[0] > 0 else 0.0)
+            counts[cat] += 1
+    return {"max_rel_err": {k: v for k, v in worst.items() if counts[k]}, "matrices": counts}
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -713,20 +753,31 @@ def fmt_mb(kb: int) -> str:
     return f"{kb / 1024:.0f} MiB ({kb * 1024 / 1e6:.0f} MB)"
 
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", type=Path, default=None, help="the pipeline binary")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=3, help="pipeline runs (best wall time)")
+    ap.add_argument("--runs", type=int, default=3, help="paired runs per configuration")
     ap.add_argument(
-        "--no-sequential-floors",
-        action="store_true",
-        help="skip the one-matrix-at-a-time floors (slow on a loaded machine)",
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"comma-separated, of {', '.join(CONFIGS)}",
+    )
+    ap.add_argument(
+        "--models", default=None, help="comma-separated model names (default: all seven)"
     )
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="f32", help="storage dtype")
     ap.add_argument("--cache", type=Path, default=REPO / ".bench-cache" / "extract")
     ap.add_argument("--regenerate", action="store_true")
-    ap.add_argument("--no-transformers", action="store_true")
+    ap.add_argument(
+        "--transformers", action="store_true", help="also time a transformers-based script"
+    )
     ap.add_argument(
         "--hf-threads",
         type=int,
@@ -742,6 +793,10 @@ def main() -> None:
         transformers_worker(json.loads(args.models_json.read_text()), args.threads)
         return
 
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    for c in configs:
+        if c not in CONFIGS:
+            sys.exit(f"unknown configuration {c!r}: expected some of {', '.join(CONFIGS)}")
     binary = args.bin or default_binary()
     if not binary.is_file():
         sys.exit(f"no pipeline binary at {binary} (build it, or pass --bin / PIPELINE_BIN)")
@@ -751,6 +806,11 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     info = machine()
     models = generate(cache, args.dtype, args.regenerate)
+    if args.models:
+        wanted = set(args.models.split(","))
+        models = [m for m in models if m["name"] in wanted]
+        if len(models) != len(wanted):
+            sys.exit(f"unknown model in --models {args.models}")
     total = sum(m["params"] for m in models)
     print(
         f"{len(models)} checkpoints, {total / 1e9:.3f} B parameters, "
@@ -758,54 +818,44 @@ def main() -> None:
         flush=True,
     )
     check_inspect(binary, models)
-    toml = write_pipeline(cache, models)
+    tomls = {c: write_pipeline(cache, models, c) for c in configs}
     warm_page_cache(models)
+    shapes: dict[str, int] = {}
+    for m in models:
+        n_layers, d, _ = geometry(m["config"])
+        shapes[f"{d}x{d}"] = shapes.get(f"{d}x{d}", 0) + 4 * n_layers
 
+    results = {c: {"runs": [], "floor_runs": [], "load_1min": []} for c in configs}
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
-        out = Path(tmp) / "data"
         # The machine is shared: its load changes from minute to minute. Each pipeline run is
-        # paired with a floor run right after it, and the ratio of each pair is kept as well.
-        runs, floor_runs = [], []
-        floors: dict[str, float] = {}
-        extrapolated: dict[str, float] = {}
-        par = f"torch_svdvals_{args.threads}x1"
+        # paired with a floor run of the same precision right after it, configurations take
+        # turns, and the median of the paired ratios is the figure.
+        ref_whole = {}
         for i in range(args.runs):
-            runs += run_pipeline(binary, toml, out, args.threads, 1)
-            t, cpu, sigma = floor_parallel(models, args.threads)
-            floor_runs.append({"wall_s": t, "cpu_s": cpu})
-            floors[par] = min(t, floors.get(par, t))
-            print(
-                f"floor {i + 1}/{args.runs}: torch.linalg.svdvals, {args.threads} process(es) x 1 "
-                f"thread: {t:.2f} s ({cpu:.1f} CPU s); this pair's ratio "
-                f"{runs[-1]['wall_s'] / t:.2f}",
-                flush=True,
-            )
-        floor_cpu = min(r["cpu_s"] for r in floor_runs)
-        worst = check_spectral_norms(out, sigma)
-        print(f"pipeline spectral norms vs torch: max relative difference {worst:.2e}", flush=True)
-        mats = load_matrices(models)
-        shapes: dict[str, int] = {}
-        for _, _, _, a in mats:
-            key = "x".join(map(str, a.shape))
-            shapes[key] = shapes.get(key, 0) + 1
-        seq = [("torch", "torch_svdvals_seq"), ("numpy", "numpy_svd_seq")]
-        for _ in range(1 if args.threads > 1 and not args.no_sequential_floors else 0):
-            for lib, name in seq:
-                cap = 2 * min(floors.values())
-                t, complete = floor_sequential(mats, args.threads, lib, cap)
-                if complete:
-                    floors[name] = min(t, floors.get(name, t))
-                elif name not in floors:
-                    extrapolated[name] = min(t, extrapolated.get(name, t))
-                note = "" if complete else " (stopped at twice the best floor; extrapolated)"
+            for c in configs:
+                precision = CONFIGS[c][0]
+                load = os.getloadavg()[0]
+                r = run_pipeline(binary, tomls[c], Path(tmp) / c, args.threads, 1)[0]
+                t, cpu, sigma = floor_parallel(models, args.threads, precision)
+                if precision == "f64":
+                    ref_whole = sigma
+                res = results[c]
+                res["runs"].append(r)
+                res["floor_runs"].append({"wall_s": t, "cpu_s": cpu})
+                res["load_1min"].append([load, os.getloadavg()[0]])
                 print(
-                    f"floor: {name}, {args.threads} threads, one matrix at a time: {t:.2f} s{note}",
+                    f"{c} {i + 1}/{args.runs}: pipeline {r['wall_s']:.2f} s, {precision} floor "
+                    f"{t:.2f} s, ratio {r['wall_s'] / t:.3f} (load {load:.2f})",
                     flush=True,
                 )
-        del mats
+        print("LAPACK f64 references (untimed) ...", flush=True)
+        ref = references(models, whole=not ref_whole)
+        ref.update(ref_whole)
+        for c in configs:
+            results[c]["accuracy"] = accuracy(Path(tmp) / c, ref)
 
     hf = None
-    if not args.no_transformers:
+    if args.transformers:
         mj = cache / "models.json"
         mj.write_text(json.dumps(models))
         hf = time_v(
@@ -828,22 +878,33 @@ def main() -> None:
         hf = {k: v for k, v in hf.items() if k not in ("stdout", "stderr")}
 
     info["load_after"] = os.getloadavg()
-    best = min(r["wall_s"] for r in runs)
-    rss = max(r["max_rss_kb"] for r in runs)
-    pipe_cpu = min(r["user_s"] + r["sys_s"] for r in runs)
-    floor_name = min(floors, key=floors.get)
-    floor = floors[floor_name]
-    describe = {
-        f"torch_svdvals_{args.threads}x1": f"torch.linalg.svdvals, {args.threads} process(es) "
-        "x 1 thread",
-        "torch_svdvals_seq": f"torch.linalg.svdvals, {args.threads} threads, one at a time",
-        "numpy_svd_seq": f"np.linalg.svd(compute_uv=False), {args.threads} threads, one at a time",
-    }
-    per_model = {}
-    for r in runs:
-        for k, v in r.get("per_model_s", {}).items():
-            per_model[k] = min(v, per_model.get(k, v))
+    summary = {}
+    for c in configs:
+        res = results[c]
+        precision, _, target = CONFIGS[c]
+        ratios = [r["wall_s"] / f["wall_s"] for r, f in zip(res["runs"], res["floor_runs"], strict=True)]
+        acc = res["accuracy"]["max_rel_err"]
+        summary[c] = {
+            "precision": precision,
+            "pipeline_median_s": median([r["wall_s"] for r in res["runs"]]),
+            "floor_median_s": median([f["wall_s"] for f in res["floor_runs"]]),
+            "paired_ratios": ratios,
+            "ratio_median": median(ratios),
+            "target": target,
+            "met": median(ratios) <= target,
+            "cpu_ratio_median": median(
+                [
+                    (r["user_s"] + r["sys_s"]) / f["cpu_s"]
+                    for r, f in zip(res["runs"], res["floor_runs"], strict=True)
+                ]
+            ),
+            "max_rel_err": acc,
+            "contract": max(acc.values()) <= {"f32": 1e-6, "f64": 1e-12}[precision],
+            "max_rss_kb": max(r["max_rss_kb"] for r in res["runs"]),
+            "load_1min": res["load_1min"],
+        }
     result = {
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": info,
         "binary": {
             "path": str(binary),
@@ -856,82 +917,40 @@ def main() -> None:
         "storage_dtype": args.dtype,
         "checkpoints": [{k: v for k, v in m.items() if k != "config"} for m in models],
         "total_params": total,
-        "matrices": shapes,
-        "pipeline_runs": runs,
-        "extract_wall_s": best,
-        "extract_max_rss_kb": rss,
-        "extract_per_model_best_s": per_model,
-        "floors_s": floors,
-        "floors_stopped_extrapolated_s": extrapolated,
-        "floor": floor_name,
-        "floor_s": floor,
-        "ratio": best / floor,
-        "floor_runs": floor_runs,
-        "paired_ratios": [r["wall_s"] / f["wall_s"] for r, f in zip(runs, floor_runs, strict=True)],
-        "extract_cpu_s": pipe_cpu,
-        "floor_cpu_s": floor_cpu,
-        "cpu_ratio": pipe_cpu / floor_cpu,
-        "max_rel_diff_spectral_norm": worst,
+        "whole_layer_matrices": shapes,
+        "configurations": summary,
+        "runs": results,
         "transformers": hf,
         "transformers_threads": args.hf_threads,
-        "target": {"ratio_max": 1.3, "rss_max_mb": 500},
+        "rss_target_mb": 500,
     }
-    rows = [
-        ("checkpoints", f"{len(models)} ({total / 1e9:.2f} B params, {args.dtype} safetensors)"),
-        (
-            "matrices (whole-layer W_Q, W_K, W_V, W_O)",
-            ", ".join(f"{n} x {s}" for s, n in shapes.items()),
-        ),
-        (
-            f"`pipeline run extract --threads {args.threads}` wall (best of {args.runs})",
-            f"{best:.2f} s",
-        ),
-        (f"floor: {describe[floor_name]} (best of {args.runs})", f"{floor:.2f} s"),
-        ("**ratio** of the bests (target <= 1.3)", f"**{best / floor:.2f}**"),
-        (
-            "ratio of each pipeline run to the floor run right after it",
-            ", ".join(
-                f"{r['wall_s'] / f['wall_s']:.2f}" for r, f in zip(runs, floor_runs, strict=True)
-            ),
-        ),
-        ("pipeline peak RSS (largest of the runs; target < 500 MB)", f"**{fmt_mb(rss)}**"),
-        (
-            "of which (sampled peaks, largest of the runs)",
-            f"anonymous {max(r['max_rss_anon_kb'] for r in runs) / 1024:.0f} MiB, file-backed "
-            f"(mapped checkpoint and binary) {max(r['max_rss_file_kb'] for r in runs) / 1024:.0f}"
-            " MiB",
-        ),
-        (
-            "CPU seconds: pipeline (user+sys, least of the runs) / floor (all processes)",
-            f"{pipe_cpu:.1f} / {floor_cpu:.1f} = {pipe_cpu / floor_cpu:.2f}",
-        ),
-    ]
-    for k, v in floors.items():
-        if k != floor_name:
-            rows.append((f"other floor: {describe[k]}", f"{v:.2f} s (ratio {best / v:.2f})"))
-    for k, v in extrapolated.items():
-        rows.append((f"other floor: {describe[k]}", f"stopped; about {v:.0f} s extrapolated"))
-    if hf:
-        rows.append(("transformers script peak RSS", fmt_mb(hf["max_rss_kb"])))
-        rows.append(
-            (
-                f"transformers script wall ({args.hf_threads} torch thread(s))",
-                f"{hf['wall_s']:.2f} s",
-            )
-        )
-    rows.append(("spectral norms, pipeline vs torch", f"max relative difference {worst:.1e}"))
-    rows.append(
-        (
-            "load average (1 min) before / after",
-            f"{info['load_before'][0]:.2f} / "
-            f"{info['load_after'][0]:.2f} ({info['cores']} cores, {info['cpu']})",
-        )
+    print(
+        f"\n{len(models)} checkpoints ({total / 1e9:.2f} B params, {args.dtype} safetensors), "
+        f"whole-layer matrices {', '.join(f'{n} x {s}' for s, n in shapes.items())}; "
+        f"{args.threads} threads; {args.runs} paired runs; {result['date_utc']}; "
+        f"{info['cores']} cores, {info['cpu']}\n"
     )
-    print("\n| measure | value |\n| --- | --- |")
-    for k, v in rows:
-        print(f"| {k} | {v} |")
+    print(
+        "| configuration | ours (s, median) | floor (s, median) | ours / floor (median; each pair) "
+        "| target | CPU time ours / floor (median) | max abs(Δσ)/σ_1 vs LAPACK f64 | peak RSS "
+        "| load (1 min) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for c, v in summary.items():
+        acc = ", ".join(f"{k} {e:.1e}" for k, e in v["max_rel_err"].items())
+        loads = "-".join(f"{x:.1f}" for pair in v["load_1min"] for x in pair[:1])
+        print(
+            f"| {c} | {v['pipeline_median_s']:.2f} | {v['floor_median_s']:.2f} ({v['precision']}) "
+            f"| **{v['ratio_median']:.2f}** ({', '.join(f'{x:.2f}' for x in v['paired_ratios'])}) "
+            f"| <= {v['target']} {'met' if v['met'] else 'MISSED'} | {v['cpu_ratio_median']:.2f} "
+            f"| {acc} "
+            f"({'within' if v['contract'] else 'OUTSIDE'} the contract) "
+            f"| {fmt_mb(v['max_rss_kb'])} | {loads} |"
+        )
+    if hf:
+        print(f"\ntransformers script: {hf['wall_s']:.2f} s, {fmt_mb(hf['max_rss_kb'])}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(f"\nwrote {args.json}")
 
 

@@ -4,8 +4,13 @@
 //! whole-layer W_Q, W_K, W_V, W_O; per-head W_Q^h, W_K^g, W_V^g, W_O^h; and the per-head
 //! circuits OV^h = W_O^h W_V^{g(h)} and QK^h = (W_Q^h)^T W_K^{g(h)}, which are handed to the
 //! backend as factor pairs (never multiplied out). The whole layer goes to the backend as one
-//! batch so that it can parallelise or batch on a GPU; the layer's weights are dropped before
-//! the next layer is read, so memory stays near one layer's attention weights.
+//! batch so that it can parallelise or batch on a GPU.
+//!
+//! [`analyse_model`] is a three-stage pipeline, so that the backend's threads never wait for
+//! reading or metrics: a reader thread reads and decodes layer i+1 while the backend computes
+//! layer i's spectra, and a metrics thread computes layer i−1's metrics meanwhile. At most
+//! two layers' weights are in memory at once (the one being analysed and the next one, read
+//! ahead).
 //!
 //! [`analyse_layer`] is one layer; [`analyse_model`] is the per-layer loop; [`extract_unit`]
 //! turns a located model ([`ModelSource`]) into its dataset [`Unit`] (its `models/` row with
@@ -13,6 +18,7 @@
 //! [`DatasetDir::write_unit`](crate::dataset::DatasetDir::write_unit) writes.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 
@@ -86,12 +92,57 @@ enum Item<'a> {
     Product(Matrix, Matrix),
 }
 
+/// One layer's spectra, waiting for their metrics.
+struct LayerSpectra {
+    layer: usize,
+    /// (kind, head, rows, cols, is a circuit) of each matrix, in the order of `spectra`.
+    meta: Vec<(MatrixKind, Option<usize>, usize, usize, bool)>,
+    spectra: Vec<Vec<f64>>,
+}
+
+impl LayerSpectra {
+    /// The metrics of every spectrum (circuits without the random-matrix baseline: a product
+    /// of two matrices does not follow the Marchenko-Pastur law).
+    fn finish(self) -> Vec<MatrixResult> {
+        let layer = self.layer;
+        self.meta
+            .into_iter()
+            .zip(self.spectra)
+            .map(|((kind, head, rows, cols, circuit), sv)| {
+                let metrics = metrics_for_shape(&sv, rows, cols);
+                MatrixResult {
+                    layer,
+                    head,
+                    kind,
+                    rows,
+                    cols,
+                    metrics: if circuit {
+                        metrics.without_baseline()
+                    } else {
+                        metrics
+                    },
+                    singular_values: sv,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Analyses one layer.
 pub fn analyse_layer(
     layer: &LayerAttention,
     plan: &Plan,
     backend: &dyn SvdBackend,
 ) -> Result<Vec<MatrixResult>, ExtractError> {
+    Ok(layer_spectra(layer, plan, backend)?.finish())
+}
+
+/// The spectra of one layer's matrices (the backend's part of [`analyse_layer`]).
+fn layer_spectra(
+    layer: &LayerAttention,
+    plan: &Plan,
+    backend: &dyn SvdBackend,
+) -> Result<LayerSpectra, ExtractError> {
     let g = layer.geometry;
     let mut items: Vec<(MatrixKind, Option<usize>, Item)> = Vec::new();
     for &kind in &plan.kinds {
@@ -155,26 +206,20 @@ pub fn analyse_layer(
             want: jobs.len(),
         });
     }
-    Ok(items
+    let meta = items
         .iter()
-        .zip(jobs.iter())
-        .zip(spectra)
-        .map(|(((kind, head, _), job), sv)| {
+        .zip(&jobs)
+        .map(|((kind, head, _), job)| {
             let (rows, cols) = job.shape();
-            MatrixResult {
-                layer: layer.layer,
-                head: *head,
-                kind: *kind,
-                rows,
-                cols,
-                metrics: match job {
-                    Job::Dense(_) => metrics_for_shape(&sv, rows, cols),
-                    Job::Product { .. } => metrics_for_shape(&sv, rows, cols).without_baseline(),
-                },
-                singular_values: sv,
-            }
+            let circuit = matches!(job, Job::Product { .. });
+            (*kind, *head, rows, cols, circuit)
         })
-        .collect())
+        .collect();
+    Ok(LayerSpectra {
+        layer: layer.layer,
+        meta,
+        spectra,
+    })
 }
 
 /// A model's analysis: every matrix's result, and what was found on the way.
@@ -188,11 +233,12 @@ pub struct ModelAnalysis {
     pub fold_ln_applied: bool,
 }
 
-/// Analyses every layer of a model, reading one layer at a time: read, fold the norm if the
-/// plan asks, cut into jobs and hand them to the backend ([`analyse_layer`]), then drop the
-/// layer. `on_layer` is called after each layer with its index, for progress bars. Provenance
-/// (the stored dtype) is taken from the layer as read: reading a layer again would read its
-/// weights twice, which for a checkpoint read remotely means downloading them twice.
+/// Analyses every layer of a model: a reader thread reads layer i+1 (and folds its norm if
+/// the plan asks) while the backend computes layer i's spectra ([`analyse_layer`]'s jobs), and
+/// a metrics thread turns finished spectra into metrics. `on_layer` is called after each
+/// layer's spectra with its index, for progress bars. Provenance (the stored dtype) is taken
+/// from the layer as read: reading a layer again would read its weights twice, which for a
+/// checkpoint read remotely means downloading them twice.
 pub fn analyse_model(
     ckpt: &Checkpoint,
     arch: &Architecture,
@@ -200,24 +246,68 @@ pub fn analyse_model(
     backend: &dyn SvdBackend,
     on_layer: &mut dyn FnMut(usize),
 ) -> Result<ModelAnalysis, ExtractError> {
-    let mut results = Vec::new();
-    let mut source_dtype = None;
-    let mut folded_everywhere = true;
-    for i in 0..arch.geometry().n_layers {
-        let mut layer = arch.layer(ckpt, i)?;
-        if plan.fold_ln {
-            folded_everywhere &= layer.fold_norm() == FoldOutcome::Folded;
+    let n_layers = arch.geometry().n_layers;
+    std::thread::scope(|scope| {
+        // Reader: a rendezvous channel, so a read layer waits in `send` until the analysis
+        // takes it: the reader is at most one layer ahead, at most two layers in memory.
+        type Read = Result<(LayerAttention, bool), ArchError>;
+        let (layers_tx, layers_rx) = mpsc::sync_channel::<Read>(0);
+        scope.spawn(move || {
+            for i in 0..n_layers {
+                let layer = arch.layer(ckpt, i).map(|mut layer| {
+                    let folded = plan.fold_ln && layer.fold_norm() == FoldOutcome::Folded;
+                    (layer, folded)
+                });
+                let failed = layer.is_err();
+                // A closed channel means the analysis stopped: stop reading.
+                if layers_tx.send(layer).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        // Metrics: layer i's metrics are computed while layer i+1's spectra are.
+        let (spectra_tx, spectra_rx) = mpsc::channel::<LayerSpectra>();
+        let metrics = scope.spawn(move || {
+            spectra_rx
+                .into_iter()
+                .flat_map(LayerSpectra::finish)
+                .collect::<Vec<_>>()
+        });
+        let mut failure = None;
+        let mut source_dtype = None;
+        let mut folded_everywhere = true;
+        for read in layers_rx {
+            let step = read.map_err(ExtractError::from).and_then(|(layer, folded)| {
+                folded_everywhere &= folded;
+                let spectra = layer_spectra(&layer, plan, backend)?;
+                if source_dtype.is_none() {
+                    source_dtype = Some(projection_dtype(&layer));
+                }
+                on_layer(layer.layer);
+                Ok(spectra)
+            });
+            match step {
+                // The metrics thread only ends after `spectra_tx` is dropped.
+                Ok(spectra) => spectra_tx.send(spectra).expect("metrics thread alive"),
+                Err(err) => {
+                    failure = Some(err);
+                    break;
+                }
+            }
         }
-        results.extend(analyse_layer(&layer, plan, backend)?);
-        if source_dtype.is_none() {
-            source_dtype = Some(projection_dtype(&layer));
+        drop(spectra_tx);
+        let results = match metrics.join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        if let Some(err) = failure {
+            return Err(err);
         }
-        on_layer(i);
-    }
-    Ok(ModelAnalysis {
-        results,
-        source_dtype: source_dtype.ok_or(ExtractError::NoLayers)?,
-        fold_ln_applied: plan.fold_ln && folded_everywhere,
+        Ok(ModelAnalysis {
+            results,
+            source_dtype: source_dtype.ok_or(ExtractError::NoLayers)?,
+            fold_ln_applied: plan.fold_ln && folded_everywhere,
+        })
     })
 }
 
@@ -436,6 +526,39 @@ mod tests {
         };
         let backend = FaerBackend::new(1).unwrap();
         extract_unit(&source, &plan, &backend, "faer", &mut |_| {}).unwrap()
+    }
+
+    /// The pipelined loop gives exactly what analysing layer after layer gives.
+    #[test]
+    fn pipelined_model_equals_layer_by_layer() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/arch");
+        let backend = FaerBackend::new(2).unwrap();
+        for name in ["llama", "opt_post_ln", "gpt_neox"] {
+            let ckpt = Checkpoint::open(&root.join(name)).unwrap();
+            let arch = Architecture::detect(ckpt.config()).unwrap();
+            let plan = Plan {
+                kinds: MatrixKind::ALL.to_vec(),
+                per_head: true,
+                fold_ln: true,
+                precision: Precision::F64,
+            };
+            let mut seen = Vec::new();
+            let got = analyse_model(&ckpt, &arch, &plan, &backend, &mut |l| seen.push(l)).unwrap();
+            let n = arch.geometry().n_layers;
+            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "{name}");
+            let mut want = Vec::new();
+            for i in 0..n {
+                let mut layer = arch.layer(&ckpt, i).unwrap();
+                layer.fold_norm();
+                want.extend(analyse_layer(&layer, &plan, &backend).unwrap());
+            }
+            // Debug strings: metrics without a power-law fit are NaN, and NaN != NaN.
+            assert_eq!(format!("{:?}", got.results), format!("{want:?}"), "{name}");
+            assert_eq!(
+                got.results.len(),
+                n * matrices_per_layer(arch.geometry(), &plan)
+            );
+        }
     }
 
     /// `models.fold_ln` records what was done: asked for on a post-LayerNorm model (no

@@ -1,5 +1,7 @@
 //! Golden tests of the spectral engine against tests/fixtures/spectral, made by
-//! scripts/fixtures/make_spectral_golden.py from numpy/scipy (LAPACK) and WeightWatcher 0.7.7.
+//! scripts/fixtures/make_spectral_golden.py from numpy/scipy (LAPACK) and WeightWatcher 0.7.7,
+//! and the accuracy contract (`contract.json`, made by scripts/fixtures/make_contract_golden.py
+//! from LAPACK dgesdd in f64).
 //!
 //! Tolerances: spectra to 1e-10 relative to σ_1 in f64 (1e-5 in f32); metrics fed the same
 //! singular values as WeightWatcher to 1e-10 relative (alpha, xmin, D, norms, entropy) and
@@ -9,7 +11,8 @@ use std::path::PathBuf;
 
 use attn_spectra::Matrix;
 use attn_spectra::spectral::{
-    DenseAlgorithm, FaerBackend, Job, Precision, SvdBackend, fit_power_law, metrics_for_shape,
+    DenseAlgorithm, FaerBackend, Job, Method, Precision, SvdBackend, fit_power_law, gram_spectrum,
+    metrics_for_shape,
 };
 use serde_json::Value;
 
@@ -53,6 +56,123 @@ fn matrix_case(case: &Value) -> Matrix {
         .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
         .collect();
     Matrix::from_vec(rows, cols, data).unwrap()
+}
+
+/// A matrix of contract.json: raw little-endian f64, or bfloat16 bits widened to f64.
+fn contract_matrix(v: &Value) -> Matrix {
+    let rows = v["rows"].as_u64().unwrap() as usize;
+    let cols = v["cols"].as_u64().unwrap() as usize;
+    let file = v["file"].as_str().unwrap();
+    let bytes = std::fs::read(fixture_dir().join(file)).unwrap();
+    let data: Vec<f64> = if file.ends_with(".bf16") {
+        bytes
+            .chunks_exact(2)
+            .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16) as f64)
+            .collect()
+    } else {
+        bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    Matrix::from_vec(rows, cols, data).unwrap()
+}
+
+/// The largest |got − want| over the spectrum, relative to LAPACK's σ_1.
+fn max_rel_error(got: &[f64], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.first().copied().unwrap_or(0.0).max(f64::MIN_POSITIVE);
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / scale)
+        .fold(0.0, f64::max)
+}
+
+/// The accuracy contract (README, "Accuracy"): every singular value within
+/// `Precision::tolerance() · σ_1` of LAPACK's f64 values, in both precisions, with the default
+/// algorithm choice, on ill-conditioned (1e8), rank-deficient, zero, post-LayerNorm
+/// OPT-350m-like and seed-shaped random matrices and on a circuit; and the fast path is taken
+/// where it is meant to be.
+#[test]
+fn accuracy_contract_holds_against_lapack_f64() {
+    let fixture = load("contract.json");
+    assert_eq!(Precision::F32.tolerance(), 1e-6);
+    assert_eq!(Precision::F64.tolerance(), 1e-12);
+    let backend = FaerBackend::new(2).unwrap();
+    assert_eq!(backend.dense_algorithm(), DenseAlgorithm::Auto);
+    let cases = fixture["cases"].as_array().unwrap();
+    let mats: Vec<Matrix> = cases.iter().map(contract_matrix).collect();
+    let jobs: Vec<Job> = mats.iter().map(Job::Dense).collect();
+    for precision in [Precision::F32, Precision::F64] {
+        let out = backend.spectra_with_methods(&jobs, precision).unwrap();
+        for (case, (sv, method)) in cases.iter().zip(&out) {
+            let name = case["name"].as_str().unwrap();
+            let lapack = floats(&case["lapack_singular_values"]);
+            let err = max_rel_error(sv, &lapack);
+            assert!(
+                err <= precision.tolerance(),
+                "{name} {precision} ({method:?}): max |Δσ|/σ_1 = {err:.2e} > {:.0e}",
+                precision.tolerance()
+            );
+            // Which path. f32: the Gram fast path wherever its bound proves the contract —
+            // random weights of the seed's shapes and a per-head shape (bound ~1e-8 and 2e-12
+            // of σ_1), and even the small condition-1e8 and rank-deficient matrices, where
+            // sqrt(E) ~ 5e-7·σ_1 bounds every value; not the OPT-like projection (1024², near-
+            // dead channels: bound 1.04e-6 > 1e-6), which falls back to the f64 SVD. f64: the
+            // bound never reaches 1e-12 here (2.5e-12 on the per-head shape), so the SVD.
+            let expected = match (name, precision) {
+                ("opt350m_like_1024", _) | (_, Precision::F64) => Method::SvdF64,
+                (_, Precision::F32) => Method::Gram,
+            };
+            assert_eq!(*method, expected, "{name} {precision}");
+        }
+    }
+    for case in fixture["circuits"].as_array().unwrap() {
+        let (left, right) = (
+            contract_matrix(&case["left"]),
+            contract_matrix(&case["right"]),
+        );
+        let lapack = floats(&case["lapack_singular_values"]);
+        for precision in [Precision::F32, Precision::F64] {
+            let out = backend
+                .spectra_with_methods(
+                    &[Job::Product {
+                        left: &left,
+                        right: &right,
+                    }],
+                    precision,
+                )
+                .unwrap();
+            assert_eq!(out[0].1, Method::ProductF64);
+            let err = max_rel_error(&out[0].0, &lapack);
+            assert!(
+                err <= precision.tolerance(),
+                "circuit {precision}: {err:.2e}"
+            );
+        }
+    }
+}
+
+/// The Gram path's proved bound is never below its actual error against LAPACK (plus LAPACK's
+/// own spread), on every contract case, including those where the bound rejects the path.
+#[test]
+fn gram_error_bound_covers_the_actual_error() {
+    let fixture = load("contract.json");
+    for case in fixture["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let m = contract_matrix(case);
+        let lapack = floats(&case["lapack_singular_values"]);
+        let spread = case["lapack_spread"].as_f64().unwrap();
+        let g = gram_spectrum(&m).unwrap();
+        let sigma1 = lapack[0];
+        let actual = max_rel_error(&g.values, &lapack) * sigma1;
+        assert!(
+            actual <= g.error_bound + 4.0 * spread * sigma1 + f64::MIN_POSITIVE,
+            "{name}: actual {actual:e} > bound {:e}",
+            g.error_bound
+        );
+        // (The bound is a worst case: 1e2–1e5 times the actual error on these matrices.)
+    }
 }
 
 fn inline_matrix(v: &Value) -> Matrix {

@@ -1,5 +1,7 @@
-//! The pure-Rust [`SvdBackend`]: faer's values-only SVD (and, on request, Gram-matrix
-//! eigenvalues), parallel across the jobs of a batch on a private rayon pool.
+//! The pure-Rust [`SvdBackend`]: Gram-matrix eigenvalues in f64 under a proved error bound
+//! ([`gram_spectrum`]) where it meets the precision's accuracy contract, faer's values-only SVD
+//! in f64 otherwise, factored circuits; parallel across the jobs of a batch on a private rayon
+//! pool.
 
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
@@ -16,33 +18,212 @@ use crate::matrix::Matrix;
 /// How [`FaerBackend`] computes the spectrum of a dense job.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DenseAlgorithm {
-    /// The default: [`DenseAlgorithm::GramChecked`] for strongly rectangular matrices (the
-    /// longer side at least [`GRAM_ASPECT`] times the shorter, e.g. per-head `[d_head, d]`
-    /// matrices), where the small Gram matrix is cheap and well conditioned;
-    /// [`DenseAlgorithm::Svd`] otherwise (square weights are often ill conditioned, and there
-    /// the Gram product costs as much as the SVD it would replace).
+    /// The default: meets the accuracy contract of the precision asked for
+    /// ([`Precision::tolerance`]) at the least cost. In f32 the Gram path of
+    /// [`DenseAlgorithm::GramChecked`] is tried for every dense job, and the f64 SVD runs when
+    /// its bound is not met. In f64 the SVD runs directly: the bound is at least
+    /// γ_p·ρ(|W|^T|W|) / (2σ_min) with ρ >= σ_1², i.e. about p·u·κ/2 · (ρ/σ_1²) · σ_1, which
+    /// stays above 1e-12·σ_1 for any p >= 64 unless κ is near 1 (2.5e-12 on a Gaussian
+    /// per-head 64 x 1024 matrix, κ = 1.6), so trying it would only add its cost.
     #[default]
     Auto,
-    /// Values-only SVD (bidiagonalisation + bidiagonal divide and conquer).
+    /// Values-only SVD (bidiagonalisation + bidiagonal QR) in the requested precision. In
+    /// f32 it does **not** meet the f32 contract (a few 1e-6·σ_1 on 1024² matrices):
+    /// for benchmarks only.
     Svd,
-    /// Eigenvalues of the smaller Gram matrix (W^T W or W W^T), square-rooted. Absolute
-    /// eigenvalue errors are about ε·σ_1², so σ_i carries an error near ε·σ_1²/(2σ_i):
-    /// singular values far below σ_1 lose accuracy, and those below sqrt(ε)·σ_1 are noise.
-    /// Computed in the job's precision.
+    /// Eigenvalues of the smaller Gram matrix (W^T W or W W^T), square-rooted, in the
+    /// requested precision, unchecked: singular values below sqrt(ε)·σ_1 are noise. For
+    /// benchmarks only.
     Gram,
-    /// [`DenseAlgorithm::Gram`], computed in `f64` whatever the requested precision, with an
-    /// accuracy check: the Gram result is kept only when every eigenvalue satisfies
-    /// λ_min >= λ_max · (q · ε_64 / tol)², q the Gram size and tol = 1e-11 (the error bound
-    /// q·ε·σ_1²/(2σ_min) then stays below tol·σ_1/2); otherwise the job is redone with
-    /// [`DenseAlgorithm::Svd`].
+    /// Gram eigenvalues computed in f64 whatever the precision, kept only when their proved
+    /// error bound ([`gram_spectrum`]) meets the precision's contract; otherwise the f64 SVD.
     GramChecked,
 }
 
-/// The relative tolerance (to σ_1) that [`DenseAlgorithm::GramChecked`] guarantees.
-const GRAM_TOL: f64 = 1e-11;
+/// Which algorithm produced a spectrum (see [`FaerBackend::spectra_with_methods`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Gram eigenvalues in f64, kept because their proved bound met the contract.
+    Gram,
+    /// Values-only SVD in f64 (directly, or because the Gram bound was not met).
+    SvdF64,
+    /// Factored product (thin QRs, SVD of the small core) in f64.
+    ProductF64,
+    /// A benchmark-only algorithm that carries no contract ([`DenseAlgorithm::Svd`] or
+    /// [`DenseAlgorithm::Gram`] in f32, or the unchecked Gram path in f64).
+    Unchecked,
+}
 
-/// [`DenseAlgorithm::Auto`] uses the Gram path when max(rows, cols) >= GRAM_ASPECT · min.
-pub const GRAM_ASPECT: usize = 4;
+/// Unit roundoff of f64, u = 2^-53.
+const UNIT_ROUNDOFF: f64 = f64::EPSILON / 2.0;
+
+/// c in the symmetric eigensolver's backward-error model |Δλ| <= c · q · ε · ‖G‖₂ (see
+/// [`gram_spectrum`]).
+pub const EVD_BACKWARD_C: f64 = 4.0;
+
+/// Matrices whose largest |entry| lies outside this range skip the Gram path (squares would
+/// underflow or overflow; the bound assumes neither).
+const GRAM_RANGE: (f64, f64) = (1e-100, 1e100);
+
+/// Gram eigenvalues in f64 with a proved bound on their error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GramSpectrum {
+    /// σ̂_i = sqrt(max(λ̂_i, 0)), descending.
+    pub values: Vec<f64>,
+    /// A bound on max_i |σ̂_i − σ_i| against the exact singular values.
+    pub error_bound: f64,
+}
+
+impl GramSpectrum {
+    /// True when the bound guarantees every value within `tol · σ_1` of the exact one
+    /// (σ_1 >= σ̂_1 − bound, so `bound <= tol · (σ̂_1 − bound)` suffices).
+    pub fn meets(&self, tol: f64) -> bool {
+        let first = self.values.first().copied().unwrap_or(0.0);
+        self.error_bound <= tol * (first - self.error_bound).max(0.0)
+    }
+}
+
+/// The singular values of `m` from the eigenvalues of its smaller Gram matrix, computed in
+/// f64, with a bound on their error; `None` when the entries are out of the range the bound
+/// covers (|w| beyond 1e-100..1e100), or the eigensolver fails.
+///
+/// # The bound
+///
+/// Let `m` be `p x q` after transposing to tall (p >= q), G = m^T m (q x q), u = 2^-53,
+/// ε = 2u, γ_p = p·u / (1 − p·u).
+///
+/// 1. *Forming G.* Each entry is a dot product of length p, so, whatever the summation order
+///    and with or without FMA (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd
+///    ed., §3.1, eq. 3.5), Ĝ = G + D with |D| <= γ_p |m|^T |m| entrywise. Hence
+///    ‖D‖₂ <= ‖ |D| ‖₂ <= γ_p ρ(|m|^T |m|). The Perron root ρ of that non-negative matrix is
+///    bounded from above by Collatz–Wielandt: ρ <= max_j (|m|^T |m| x)_j / x_j for every
+///    positive x; we take the least of three power-iteration vectors starting at x = 1 (the
+///    first is the ∞-norm), computed in O(pq) and inflated by (1 + 2(p+q+2)u) for the
+///    rounding of those non-negative sums.
+/// 2. *The eigensolver.* Householder tridiagonalisation followed by the implicit symmetric QR
+///    algorithm (faer's values-only `self_adjoint_evd`) is normwise backward stable: the
+///    computed eigenvalues are exact for Ĝ + F with ‖F‖₂ <= c·q·ε·‖Ĝ‖₂ (Golub & Van Loan,
+///    *Matrix Computations*, 4th ed., §8.3.6, state ‖F‖₂ ≈ u‖Ĝ‖₂; LAPACK's Users' Guide,
+///    §4.7, writes p(n)·ε·‖A‖₂ with p(n) "a modestly growing function of n"). We take
+///    c = [`EVD_BACKWARD_C`] = 4 per dimension, 8q times the textbook estimate. This term is
+///    the one assumption of the bound; the tests check the whole bound against LAPACK on
+///    ill-conditioned, rank-deficient and random matrices. ‖Ĝ‖₂ <= max|λ̂| / (1 − c·q·ε).
+/// 3. *Weyl.* Every computed eigenvalue λ̂_i is within E = γ_p ρ + c·q·ε·‖Ĝ‖₂ of the exact
+///    λ_i = σ_i² (both sorted).
+/// 4. *Square roots.* With σ̂_i = sqrt(max(λ̂_i, 0)): |σ̂_i − σ_i| = |λ̂⁺_i − λ_i| / (σ̂_i + σ_i)
+///    <= E / (σ̂_i + sqrt(max(λ̂_i − E, 0))), and always <= sqrt(E). The bound is the
+///    largest of these over i (the smallest σ̂ dominates), plus 2u·σ̂_1 for the square root.
+///
+/// So the error in σ_i is about E / (2σ_i): tiny for the large singular values, and the
+/// smallest one decides. With ρ typically 10–200 σ_1² for weight matrices and p ~ 1000,
+/// E ≈ 1e-11·σ_1², so the f32 contract (1e-6) holds when σ_min >= ~1e-5·σ_1, and the f64
+/// contract (1e-12) essentially never for square matrices.
+pub fn gram_spectrum(m: &Matrix) -> Option<GramSpectrum> {
+    gram_checked(m, Par::Seq)
+}
+
+fn gram_checked(m: &Matrix, par: Par) -> Option<GramSpectrum> {
+    let (rows, cols) = m.shape();
+    let (p, q) = (rows.max(cols), rows.min(cols));
+    if q == 0 {
+        return Some(GramSpectrum {
+            values: Vec::new(),
+            error_bound: 0.0,
+        });
+    }
+    let max_abs = m.max_abs();
+    if max_abs == 0.0 {
+        return Some(GramSpectrum {
+            values: vec![0.0; q],
+            error_bound: 0.0,
+        });
+    }
+    if !gram_range_ok(max_abs) {
+        return None;
+    }
+    let lambda = gram_eigenvalues(m, par)?;
+    let rho = abs_gram_spectral_radius_bound(m);
+    gram_bound(&lambda, rho, p, q)
+}
+
+/// True when the largest |entry| of a matrix is in the range the Gram bound covers (see
+/// [`gram_spectrum`]; zero matrices are exact and handled apart).
+pub fn gram_range_ok(max_abs: f64) -> bool {
+    (GRAM_RANGE.0..=GRAM_RANGE.1).contains(&max_abs)
+}
+
+/// Steps 2–4 of [`gram_spectrum`]'s bound, for any backend: from the computed Gram eigenvalues
+/// `lambda` (descending, unclamped) of a `p x q` matrix (p >= q, inner dimension p) and an upper
+/// bound `rho` on ρ(|m|^T |m|) computed with non-negative sums (it is inflated here for their
+/// rounding), the square-rooted values and their error bound. `None` when the bound is not
+/// finite.
+pub fn gram_bound(lambda: &[f64], rho: f64, p: usize, q: usize) -> Option<GramSpectrum> {
+    let rho = rho * (1.0 + 2.0 * (p + q + 2) as f64 * UNIT_ROUNDOFF);
+    let pu = p as f64 * UNIT_ROUNDOFF;
+    let eta = EVD_BACKWARD_C * q as f64 * f64::EPSILON;
+    if eta >= 1.0 || pu >= 1.0 {
+        return None;
+    }
+    let gamma = pu / (1.0 - pu);
+    let lambda_abs_max = lambda.iter().fold(0.0f64, |a, l| a.max(l.abs()));
+    let e = gamma * rho + eta * lambda_abs_max / (1.0 - eta);
+    if !e.is_finite() {
+        return None;
+    }
+    let values: Vec<f64> = lambda.iter().map(|l| l.max(0.0).sqrt()).collect();
+    let first = values.first().copied().unwrap_or(0.0);
+    let root_e = e.sqrt();
+    let error_bound = lambda
+        .iter()
+        .zip(&values)
+        .map(|(l, s)| {
+            let denom = s + (l - e).max(0.0).sqrt();
+            if denom > 0.0 {
+                (e / denom).min(root_e)
+            } else {
+                root_e
+            }
+        })
+        .fold(0.0f64, f64::max)
+        + 2.0 * UNIT_ROUNDOFF * first;
+    Some(GramSpectrum {
+        values,
+        error_bound,
+    })
+}
+
+/// An upper bound on ρ(|m|^T |m|) = ‖ |m| ‖₂² by Collatz–Wielandt (see [`gram_spectrum`]).
+fn abs_gram_spectral_radius_bound(m: &Matrix) -> f64 {
+    let (rows, cols) = m.shape();
+    let data = m.data();
+    let mut x = vec![1.0f64; cols];
+    let mut r = vec![0.0f64; rows];
+    let mut y = vec![0.0f64; cols];
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        for (ri, row) in r.iter_mut().zip(data.chunks_exact(cols)) {
+            *ri = row.iter().zip(&x).map(|(a, x)| a.abs() * x).sum();
+        }
+        y.fill(0.0);
+        for (ri, row) in r.iter().zip(data.chunks_exact(cols)) {
+            for (yj, a) in y.iter_mut().zip(row) {
+                *yj += a.abs() * ri;
+            }
+        }
+        let ratio = y.iter().zip(&x).fold(0.0f64, |acc, (y, x)| acc.max(y / x));
+        best = best.min(ratio);
+        let ymax = y.iter().fold(0.0f64, |a, b| a.max(*b));
+        if ymax == 0.0 || !ymax.is_finite() {
+            break;
+        }
+        // The next vector must stay positive for the Collatz–Wielandt bound to hold.
+        for (xj, yj) in x.iter_mut().zip(&y) {
+            *xj = (yj / ymax).max(1e-30);
+        }
+    }
+    // (gram_bound inflates it for the rounding of these non-negative sums.)
+    best
+}
 
 /// How [`FaerBackend`] spreads a batch over its threads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -111,13 +292,51 @@ impl FaerBackend {
         self.dense
     }
 
+    /// Like [`SvdBackend::spectra`], and which algorithm produced each spectrum.
+    ///
+    /// Jobs are started largest first (by an estimate of their flops) and handed to the
+    /// threads one at a time, so that small per-head jobs fill the gaps at the end of a batch.
+    pub fn spectra_with_methods(
+        &self,
+        jobs: &[Job],
+        precision: Precision,
+    ) -> Result<Vec<(Vec<f64>, Method)>, SpectralError> {
+        validate_jobs(jobs)?;
+        self.pool.install(|| {
+            if jobs.len() >= self.threads && self.parallelism == JobParallelism::Auto {
+                let mut order: Vec<usize> = (0..jobs.len()).collect();
+                order.sort_by(|a, b| cost(&jobs[*b]).total_cmp(&cost(&jobs[*a])));
+                let done: Vec<(usize, Result<(Vec<f64>, Method), SpectralError>)> = order
+                    .par_iter()
+                    .with_max_len(1)
+                    .map(|&i| (i, self.one(i, &jobs[i], precision, Par::Seq)))
+                    .collect();
+                let mut out: Vec<Option<(Vec<f64>, Method)>> = vec![None; jobs.len()];
+                for (i, r) in done {
+                    out[i] = Some(r?);
+                }
+                Ok(out.into_iter().flatten().collect())
+            } else {
+                let par = if self.threads > 1 {
+                    Par::rayon(self.threads)
+                } else {
+                    Par::Seq
+                };
+                jobs.iter()
+                    .enumerate()
+                    .map(|(i, job)| self.one(i, job, precision, par))
+                    .collect()
+            }
+        })
+    }
+
     fn one(
         &self,
         index: usize,
         job: &Job,
         precision: Precision,
         par: Par,
-    ) -> Result<Vec<f64>, SpectralError> {
+    ) -> Result<(Vec<f64>, Method), SpectralError> {
         let (rows, cols) = job.shape();
         let fail = |what: &'static str| SpectralError::NoConvergence {
             job: index,
@@ -127,7 +346,10 @@ impl FaerBackend {
             cols,
             precision,
         };
-        if precision == Precision::F32 {
+        // Only the benchmark algorithms compute in f32; everything else runs in f64.
+        let in_f32 = precision == Precision::F32
+            && matches!(self.dense, DenseAlgorithm::Svd | DenseAlgorithm::Gram);
+        if in_f32 {
             let too_big = |m: &Matrix| m.max_abs() > f32::MAX as f64;
             let out_of_range = match job {
                 Job::Dense(m) => too_big(m),
@@ -142,44 +364,62 @@ impl FaerBackend {
                 });
             }
         }
-        let dense = match (self.dense, job) {
-            (DenseAlgorithm::Auto, Job::Dense(m)) => {
-                let (short, long) = (m.rows().min(m.cols()), m.rows().max(m.cols()));
-                if long >= GRAM_ASPECT * short {
-                    DenseAlgorithm::GramChecked
-                } else {
-                    DenseAlgorithm::Svd
-                }
+        let m = match *job {
+            Job::Product { left, right } if in_f32 => {
+                return product_values::<f32>(left, right, par)
+                    .map(|v| (v, Method::Unchecked))
+                    .ok_or_else(|| fail("SVD of the core"));
             }
-            (other, _) => other,
+            Job::Product { left, right } => {
+                return product_values::<f64>(left, right, par)
+                    .map(|v| (v, Method::ProductF64))
+                    .ok_or_else(|| fail("SVD of the core"));
+            }
+            Job::Dense(m) => m,
         };
-        match (*job, precision, dense) {
-            (Job::Product { left, right }, Precision::F64, _) => {
-                product_values::<f64>(left, right, par).ok_or_else(|| fail("SVD of the core"))
+        let try_gram = match self.dense {
+            DenseAlgorithm::Auto => precision == Precision::F32,
+            DenseAlgorithm::GramChecked => true,
+            DenseAlgorithm::Svd if in_f32 => {
+                return dense_values_f32(m, par)
+                    .map(|v| (v, Method::Unchecked))
+                    .ok_or_else(|| fail("SVD"));
             }
-            (Job::Product { left, right }, Precision::F32, _) => {
-                product_values::<f32>(left, right, par).ok_or_else(|| fail("SVD of the core"))
+            DenseAlgorithm::Svd => false,
+            DenseAlgorithm::Gram => {
+                let values = if in_f32 {
+                    gram_values_f32(m, par)
+                } else {
+                    gram_eigenvalues(m, par)
+                        .map(|l| l.into_iter().map(|x| x.max(0.0).sqrt()).collect())
+                };
+                return values
+                    .map(|v| (v, Method::Unchecked))
+                    .ok_or_else(|| fail("Gram eigenvalues"));
             }
-            (Job::Dense(m), _, DenseAlgorithm::GramChecked) => match gram_values::<f64>(m, par) {
-                Some(sv) if gram_is_accurate(&sv, m.rows().min(m.cols())) => Ok(sv),
-                _ => match precision {
-                    Precision::F64 => dense_values::<f64>(m, par),
-                    Precision::F32 => dense_values::<f32>(m, par),
-                }
-                .ok_or_else(|| fail("SVD")),
-            },
-            (Job::Dense(m), Precision::F64, DenseAlgorithm::Svd | DenseAlgorithm::Auto) => {
-                dense_values::<f64>(m, par).ok_or_else(|| fail("SVD"))
-            }
-            (Job::Dense(m), Precision::F32, DenseAlgorithm::Svd | DenseAlgorithm::Auto) => {
-                dense_values::<f32>(m, par).ok_or_else(|| fail("SVD"))
-            }
-            (Job::Dense(m), Precision::F64, DenseAlgorithm::Gram) => {
-                gram_values::<f64>(m, par).ok_or_else(|| fail("Gram eigenvalues"))
-            }
-            (Job::Dense(m), Precision::F32, DenseAlgorithm::Gram) => {
-                gram_values::<f32>(m, par).ok_or_else(|| fail("Gram eigenvalues"))
-            }
+        };
+        if try_gram
+            && let Some(g) = gram_checked(m, par)
+            && g.meets(precision.tolerance())
+        {
+            return Ok((g.values, Method::Gram));
+        }
+        dense_values_f64(m, par)
+            .map(|v| (v, Method::SvdF64))
+            .ok_or_else(|| fail("SVD"))
+    }
+}
+
+/// A rough flop count of a job, to start the largest first.
+fn cost(job: &Job) -> f64 {
+    match job {
+        Job::Dense(m) => {
+            let (p, q) = (m.rows().max(m.cols()) as f64, m.rows().min(m.cols()) as f64);
+            p * q * q
+        }
+        Job::Product { left, right } => {
+            let k = left.cols() as f64;
+            (left.rows() + right.cols()) as f64 * k * k
         }
     }
 }
@@ -190,25 +430,11 @@ impl SvdBackend for FaerBackend {
     }
 
     fn spectra(&self, jobs: &[Job], precision: Precision) -> Result<Vec<Vec<f64>>, SpectralError> {
-        validate_jobs(jobs)?;
-        self.pool.install(|| {
-            if jobs.len() >= self.threads && self.parallelism == JobParallelism::Auto {
-                jobs.par_iter()
-                    .enumerate()
-                    .map(|(i, job)| self.one(i, job, precision, Par::Seq))
-                    .collect()
-            } else {
-                let par = if self.threads > 1 {
-                    Par::rayon(self.threads)
-                } else {
-                    Par::Seq
-                };
-                jobs.iter()
-                    .enumerate()
-                    .map(|(i, job)| self.one(i, job, precision, par))
-                    .collect()
-            }
-        })
+        Ok(self
+            .spectra_with_methods(jobs, precision)?
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect())
     }
 }
 
@@ -289,33 +515,62 @@ fn singular_values<T: Real>(a: MatRef<'_, T>, par: Par) -> Option<Vec<f64>> {
     out.iter().all(|x| x.is_finite()).then_some(out)
 }
 
-fn dense_values<T: Real>(m: &Matrix, par: Par) -> Option<Vec<f64>> {
+/// The row-major `m` as a faer view, no copy.
+fn view(m: &Matrix) -> MatRef<'_, f64> {
+    MatRef::from_row_major_slice(m.data(), m.rows(), m.cols())
+}
+
+/// f64 values-only SVD of `m`, read in place (faer makes its own working copy).
+fn dense_values_f64(m: &Matrix, par: Par) -> Option<Vec<f64>> {
+    let a = view(m);
+    // A wide row-major matrix is a tall column-major one: hand faer the friendlier layout.
+    let a = if m.rows() >= m.cols() {
+        a
+    } else {
+        a.transpose()
+    };
+    singular_values(a, par)
+}
+
+fn dense_values_f32(m: &Matrix, par: Par) -> Option<Vec<f64>> {
     if m.rows().min(m.cols()) == 0 {
         return Some(Vec::new());
     }
-    let a = tall_copy::<T>(m);
+    let a = tall_copy::<f32>(m);
     singular_values(a.as_ref(), par)
 }
 
-/// Square roots of the eigenvalues of the smaller Gram matrix, descending.
-fn gram_values<T: Real>(m: &Matrix, par: Par) -> Option<Vec<f64>> {
+/// Eigenvalues (descending, unclamped) of the smaller Gram matrix of `m`, in f64, formed from
+/// `m` in place (lower triangle only).
+fn gram_eigenvalues(m: &Matrix, par: Par) -> Option<Vec<f64>> {
     let q = m.rows().min(m.cols());
     if q == 0 {
         return Some(Vec::new());
     }
-    let a = tall_copy::<T>(m);
-    let mut g = Mat::<T>::zeros(q, q);
+    let a = view(m);
+    let (lhs, rhs) = if m.rows() >= m.cols() {
+        (a.transpose(), a)
+    } else {
+        (a, a.transpose())
+    };
+    let mut g = Mat::<f64>::zeros(q, q);
     tri::matmul(
         g.as_mut(),
         BlockStructure::TriangularLower,
         Accum::Replace,
-        a.transpose(),
+        lhs,
         BlockStructure::Rectangular,
-        a.as_ref(),
+        rhs,
         BlockStructure::Rectangular,
-        T::from_f64(1.0),
+        1.0,
         par,
     );
+    symmetric_eigenvalues(g.as_ref(), par)
+}
+
+/// Eigenvalues, descending, of the symmetric matrix whose lower triangle is `g`.
+fn symmetric_eigenvalues<T: Real>(g: MatRef<'_, T>, par: Par) -> Option<Vec<f64>> {
+    let q = g.nrows();
     let mut s = Diag::<T>::zeros(q);
     let mut mem = MemBuffer::new(evd::self_adjoint_evd_scratch::<T>(
         q,
@@ -324,7 +579,7 @@ fn gram_values<T: Real>(m: &Matrix, par: Par) -> Option<Vec<f64>> {
         Default::default(),
     ));
     evd::self_adjoint_evd(
-        g.as_ref(),
+        g,
         s.as_mut(),
         None,
         par,
@@ -332,22 +587,33 @@ fn gram_values<T: Real>(m: &Matrix, par: Par) -> Option<Vec<f64>> {
         Default::default(),
     )
     .ok()?;
-    let mut out: Vec<f64> = s
-        .column_vector()
-        .iter()
-        .map(|x| x.to_f64().max(0.0).sqrt())
-        .collect();
+    let mut out: Vec<f64> = s.column_vector().iter().map(|x| x.to_f64()).collect();
     out.sort_by(|a, b| b.total_cmp(a));
     out.iter().all(|x| x.is_finite()).then_some(out)
 }
 
-/// The accuracy criterion of [`DenseAlgorithm::GramChecked`] on its f64 result.
-fn gram_is_accurate(sv_desc: &[f64], q: usize) -> bool {
-    let (Some(first), Some(last)) = (sv_desc.first(), sv_desc.last()) else {
-        return true;
-    };
-    let ratio = q as f64 * f64::EPSILON / GRAM_TOL;
-    *last >= first * ratio && *first > 0.0
+/// Square roots of the eigenvalues of the smaller Gram matrix formed and solved in f32
+/// (the unchecked benchmark path), descending.
+fn gram_values_f32(m: &Matrix, par: Par) -> Option<Vec<f64>> {
+    let q = m.rows().min(m.cols());
+    if q == 0 {
+        return Some(Vec::new());
+    }
+    let a = tall_copy::<f32>(m);
+    let mut g = Mat::<f32>::zeros(q, q);
+    tri::matmul(
+        g.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        a.transpose(),
+        BlockStructure::Rectangular,
+        a.as_ref(),
+        BlockStructure::Rectangular,
+        1.0f32,
+        par,
+    );
+    symmetric_eigenvalues(g.as_ref(), par)
+        .map(|l| l.into_iter().map(|x| x.max(0.0).sqrt()).collect())
 }
 
 /// The upper-trapezoidal R factor (`min(p, q) x q`) of the thin QR of a `p x q` matrix.
@@ -475,21 +741,31 @@ mod tests {
         let out = b.spectra(&[Job::Dense(&e)], Precision::F64).unwrap();
         assert!(out[0].is_empty());
         let big = Matrix::from_vec(1, 2, vec![1e300, 1.0]).unwrap();
-        let err = b.spectra(&[Job::Dense(&big)], Precision::F32).unwrap_err();
+        let f32_svd = FaerBackend::new(2)
+            .unwrap()
+            .with_dense_algorithm(DenseAlgorithm::Svd);
+        let err = f32_svd
+            .spectra(&[Job::Dense(&big)], Precision::F32)
+            .unwrap_err();
         assert!(matches!(err, SpectralError::OutOfRange { job: 0, .. }));
         assert!(b.spectra(&[], Precision::F64).unwrap().is_empty());
     }
 
     #[test]
-    fn auto_falls_back_to_the_svd_for_rank_deficient_rectangular_matrices() {
-        // 40 x 8 of rank 2 (aspect 5, so Auto tries the Gram path): six exact zeros, which
-        // the Gram path would only resolve to about sqrt(eps) sigma_1.
+    fn checked_gram_falls_back_to_the_svd_for_rank_deficient_matrices() {
+        // 40 x 8 of rank 2: six exact zeros, which the Gram path would only resolve to about
+        // sqrt(eps) sigma_1; its bound says so, and the f64 SVD runs instead.
         let a = Matrix::from_fn(40, 2, |r, c| ((r * 7 + c * 3) % 11) as f64 - 5.0);
         let b = Matrix::from_fn(2, 8, |r, c| ((r * 5 + c * 2) % 7) as f64 - 3.0);
         let w = a.matmul(&b);
-        let backend = FaerBackend::new(1).unwrap();
-        assert_eq!(backend.dense_algorithm(), DenseAlgorithm::Auto);
-        let sv = &backend.spectra(&[Job::Dense(&w)], Precision::F64).unwrap()[0];
+        let backend = FaerBackend::new(1)
+            .unwrap()
+            .with_dense_algorithm(DenseAlgorithm::GramChecked);
+        let out = backend
+            .spectra_with_methods(&[Job::Dense(&w)], Precision::F64)
+            .unwrap();
+        assert_eq!(out[0].1, Method::SvdF64);
+        let sv = &out[0].0;
         assert_eq!(sv.len(), 8);
         for s in &sv[2..] {
             assert!(*s <= 1e-13 * sv[0], "{sv:?}");
@@ -502,9 +778,75 @@ mod tests {
     }
 
     #[test]
-    fn gram_check_rejects_ill_conditioned_spectra() {
-        assert!(gram_is_accurate(&[2.0, 1.0], 2));
-        assert!(!gram_is_accurate(&[1.0, 1e-6], 64));
-        assert!(!gram_is_accurate(&[1.0, 0.0], 2));
+    fn gram_bound_follows_the_conditioning() {
+        let diag = |n: usize, s: &[f64]| {
+            Matrix::from_fn(
+                n,
+                n,
+                |r, c| if r == c { s[r.min(s.len() - 1)] } else { 0.0 },
+            )
+        };
+        // Well conditioned: within the f64 contract.
+        let g = gram_spectrum(&diag(2, &[2.0, 1.0])).unwrap();
+        assert_eq!(g.values, vec![2.0, 1.0]);
+        assert!(g.meets(1e-12), "{g:?}");
+        // σ_min = 1e-6 σ_1: E ≈ 6e-14, so the bound near E / (2e-6) ≈ 3e-8 meets f32 only.
+        let mut s = vec![1.0; 63];
+        s.push(1e-6);
+        let g = gram_spectrum(&diag(64, &s)).unwrap();
+        assert!(g.meets(1e-6) && !g.meets(1e-12), "{g:?}");
+        assert!(g.error_bound > 1e-9 && g.error_bound < 1e-7, "{g:?}");
+        // An exact zero: the bound is sqrt(E), never E / 0.
+        let g = gram_spectrum(&diag(2, &[1.0, 0.0])).unwrap();
+        assert!(g.error_bound.is_finite() && g.error_bound >= 1e-8, "{g:?}");
+        assert!(!g.meets(1e-12));
+        // The zero matrix is exact; out-of-range entries are refused.
+        let g = gram_spectrum(&Matrix::zeros(3, 5)).unwrap();
+        assert_eq!((g.values, g.error_bound), (vec![0.0; 3], 0.0));
+        assert!(gram_spectrum(&diag(2, &[1e200, 1.0])).is_none());
+    }
+
+    #[test]
+    fn abs_gram_bound_is_an_upper_bound_and_tight_for_nonnegative_matrices() {
+        // For a non-negative matrix |m| = m and ρ(m^T m) = σ_1².
+        let m = Matrix::from_fn(7, 5, |r, c| ((r * 3 + c * 5) % 7) as f64 + 0.5);
+        let s1 = FaerBackend::new(1)
+            .unwrap()
+            .spectra(&[Job::Dense(&m)], Precision::F64)
+            .unwrap()[0][0];
+        let rho = abs_gram_spectral_radius_bound(&m);
+        assert!(rho >= s1 * s1 * (1.0 - 1e-15), "{rho} < {}", s1 * s1);
+        assert!(rho <= s1 * s1 * 1.01, "{rho} vs {}", s1 * s1);
+    }
+
+    #[test]
+    fn methods_follow_the_contract() {
+        // A well-conditioned square matrix: Gram in f32, the f64 SVD in f64 (square).
+        let w = Matrix::from_fn(40, 40, |r, c| {
+            if r == c {
+                2.0
+            } else {
+                0.01 * ((r * 7 + c * 3) % 5) as f64
+            }
+        });
+        let b = FaerBackend::new(1).unwrap();
+        let m32 = b
+            .spectra_with_methods(&[Job::Dense(&w)], Precision::F32)
+            .unwrap();
+        let m64 = b
+            .spectra_with_methods(&[Job::Dense(&w)], Precision::F64)
+            .unwrap();
+        assert_eq!(m32[0].1, Method::Gram);
+        assert_eq!(m64[0].1, Method::SvdF64);
+        for (a, e) in m32[0].0.iter().zip(&m64[0].0) {
+            assert!((a - e).abs() <= 1e-6 * m64[0].0[0], "{a} vs {e}");
+        }
+        // Out of f32 range: the contract path computes in f64 and is not limited by it.
+        let big = Matrix::from_vec(1, 2, vec![1e300, 1.0]).unwrap();
+        let out = b
+            .spectra_with_methods(&[Job::Dense(&big)], Precision::F32)
+            .unwrap();
+        assert_eq!(out[0].1, Method::SvdF64);
+        assert!((out[0].0[0] / 1e300 - 1.0).abs() < 1e-15);
     }
 }
