@@ -277,15 +277,17 @@ pub fn analyse_model(
         let mut source_dtype = None;
         let mut folded_everywhere = true;
         for read in layers_rx {
-            let step = read.map_err(ExtractError::from).and_then(|(layer, folded)| {
-                folded_everywhere &= folded;
-                let spectra = layer_spectra(&layer, plan, backend)?;
-                if source_dtype.is_none() {
-                    source_dtype = Some(projection_dtype(&layer));
-                }
-                on_layer(layer.layer);
-                Ok(spectra)
-            });
+            let step = read
+                .map_err(ExtractError::from)
+                .and_then(|(layer, folded)| {
+                    folded_everywhere &= folded;
+                    let spectra = layer_spectra(&layer, plan, backend)?;
+                    if source_dtype.is_none() {
+                        source_dtype = Some(projection_dtype(&layer));
+                    }
+                    on_layer(layer.layer);
+                    Ok(spectra)
+                });
             match step {
                 // The metrics thread only ends after `spectra_tx` is dropped.
                 Ok(spectra) => spectra_tx.send(spectra).expect("metrics thread alive"),

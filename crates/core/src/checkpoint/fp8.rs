@@ -38,7 +38,7 @@ pub(super) fn dequantise(
 ) -> Result<(), CheckpointError> {
     let err = |problem: String| CheckpointError::Fp8 {
         tensor: meta.name.clone(),
-        file: ckpt.file_of(meta).to_path_buf(),
+        file: ckpt.file_for_message(meta),
         problem,
     };
     let cfg = ckpt.config();
