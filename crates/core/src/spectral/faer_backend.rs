@@ -306,7 +306,7 @@ impl FaerBackend {
             if jobs.len() >= self.threads && self.parallelism == JobParallelism::Auto {
                 let mut order: Vec<usize> = (0..jobs.len()).collect();
                 order.sort_by(|a, b| cost(&jobs[*b]).total_cmp(&cost(&jobs[*a])));
-                let done: Vec<(usize, Result<(Vec<f64>, Method), SpectralError>)> = order
+                let done: Vec<(usize, JobResult)> = order
                     .par_iter()
                     .with_max_len(1)
                     .map(|&i| (i, self.one(i, &jobs[i], precision, Par::Seq)))
@@ -409,6 +409,9 @@ impl FaerBackend {
             .ok_or_else(|| fail("SVD"))
     }
 }
+
+/// One job's spectrum and the algorithm that produced it, or its error.
+type JobResult = Result<(Vec<f64>, Method), SpectralError>;
 
 /// A rough flop count of a job, to start the largest first.
 fn cost(job: &Job) -> f64 {
