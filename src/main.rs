@@ -40,7 +40,16 @@ fn main() -> ExitCode {
                 err.downcast_ref::<attn_spectra_demo::DemoError>(),
                 Some(attn_spectra_demo::DemoError::Conflict { .. })
             );
-            ExitCode::from(if bad_query || demo_clash { 2 } else { 1 })
+            // And a dataset location that cannot be used: an unknown URL scheme, missing
+            // credentials, a bucket that does not exist.
+            let bad_location = err
+                .downcast_ref::<attn_spectra::dataset::LocationError>()
+                .is_some_and(|e| e.is_usage());
+            ExitCode::from(if bad_query || demo_clash || bad_location {
+                2
+            } else {
+                1
+            })
         }
     }
 }

@@ -6,3 +6,4 @@ mod demo;
 mod hub;
 mod inspect;
 mod run;
+mod s3;

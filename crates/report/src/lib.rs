@@ -188,11 +188,11 @@ pub struct ReportOutputs {
 /// Reads the dataset in `dataset_dir` and writes the report into `out_dir` (created if
 /// needed): `report.md`, `report.html`, the seed's JSON and `figures/*.{png,svg}`.
 pub fn write_report(
-    dataset_dir: &Path,
+    dataset_dir: impl Into<attn_spectra::dataset::DatasetDir>,
     out_dir: &Path,
     opts: &ReportOptions,
 ) -> Result<ReportOutputs, ReportError> {
-    let ds = load::load(dataset_dir)?;
+    let ds = load::load(&dataset_dir.into())?;
     report::write(&ds, out_dir, opts)
 }
 
