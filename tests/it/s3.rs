@@ -92,7 +92,8 @@ impl S3Server {
     fn pipeline(&self, cwd: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("AWS_") {
+            let k = key.to_string_lossy();
+            if k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_") {
                 cmd.env_remove(key);
             }
         }
@@ -533,6 +534,35 @@ fn s3_bad_locations_are_usage_errors() {
         .output()
         .unwrap();
     check(out, &["AWS_SECRET_ACCESS_KEY"]);
+    // Google and Azure: refused before any request when no credential source is set (HOME
+    // without gcloud's application default credentials).
+    let out = server
+        .pipeline(
+            cwd,
+            &["run", "extract", "--pipeline", demo, "--out", "gs://b/x"],
+        )
+        .env("HOME", cwd.join("no-home"))
+        .output()
+        .unwrap();
+    check(
+        out,
+        &[
+            "--out gs://b/x",
+            "no credentials for Google Cloud Storage",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+        ],
+    );
+    check(
+        server.run(
+            cwd,
+            &["run", "extract", "--pipeline", demo, "--out", "az://c/x"],
+        ),
+        &[
+            "--out az://c/x",
+            "no credentials for Azure Blob Storage",
+            "AZURE_STORAGE_ACCOUNT_KEY",
+        ],
+    );
     check(
         server.run(
             cwd,

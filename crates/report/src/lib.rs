@@ -17,7 +17,8 @@
 //! ```no_run
 //! use attn_spectra_report::{ReportOptions, write_report};
 //! let opts = ReportOptions::new("demo");
-//! let out = write_report("data/demo".as_ref(), "data/demo/report".as_ref(), &opts).unwrap();
+//! let dataset = std::path::Path::new("data/demo"); // or DatasetDir::open("s3://bucket/demo")
+//! let out = write_report(dataset, "data/demo/report".as_ref(), &opts).unwrap();
 //! for f in &out.files {
 //!     println!("{}", f.display());
 //! }
