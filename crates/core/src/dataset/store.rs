@@ -526,14 +526,15 @@ mod cloud {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn paths_and_file_urls_are_local() {
         assert!(
-            matches!(parse_location("data/x"), Ok(Location::Local(p)) if p == PathBuf::from("data/x"))
+            matches!(parse_location("data/x"), Ok(Location::Local(p)) if p == Path::new("data/x"))
         );
         assert!(
-            matches!(parse_location("file:///tmp/x"), Ok(Location::Local(p)) if p == PathBuf::from("/tmp/x"))
+            matches!(parse_location("file:///tmp/x"), Ok(Location::Local(p)) if p == Path::new("/tmp/x"))
         );
         assert!(matches!(
             parse_location("file://relative/x"),
