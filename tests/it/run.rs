@@ -618,13 +618,7 @@ fn trajectory_table_and_figure_for_a_model_at_two_steps() {
     for stage in ["extract", "aggregate", "report"] {
         let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
             .current_dir(root())
-            .args([
-                "run",
-                stage,
-                "--pipeline",
-                "pipelines/demo-steps.toml",
-                "--out",
-            ])
+            .args(["run", stage, "--pipeline", "pipelines/demo.toml", "--out"])
             .arg(&out_dir)
             .arg("--quiet")
             .output()
@@ -632,7 +626,8 @@ fn trajectory_table_and_figure_for_a_model_at_two_steps() {
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{stage}: {stdout}\n{stderr}");
     }
-    // Two revisions x six kinds x two layers, steps parsed from the revision names.
+    // The demo's pythia-like fixture is its one model at two revisions: two revisions x six
+    // kinds x two layers, steps parsed from the revision names.
     let rows = sql_json(
         &out_dir,
         "SELECT revision, step, kind, layer, depth, spectral_norm FROM trajectory \
