@@ -43,7 +43,11 @@ fn main() -> ExitCode {
             );
             // And a flag that does not fit the command (`--shard` with a stage it cannot cut).
             let usage = err.downcast_ref::<commands::Usage>().is_some();
-            ExitCode::from(if bad_query || demo_clash || usage { 2 } else { 1 })
+            ExitCode::from(if bad_query || demo_clash || usage {
+                2
+            } else {
+                1
+            })
         }
     }
 }

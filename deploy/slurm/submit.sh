@@ -16,6 +16,7 @@
 #   EXTRACT_ARGS   more arguments for the extract tasks, e.g. "--remote --precision f32"
 #   SBATCH_ARGS    more sbatch arguments for both jobs, e.g. "--partition=cpu --account=me"
 #   TASK_ARGS      more sbatch arguments for the array tasks only (default: --cpus-per-task=4)
+#   FINISH_STAGES  the stages of the follow-up job (default "aggregate test report")
 #   LOG_DIR        where the jobs' logs go (default: OUT/logs, or ./logs for a URL)
 #   HF_HOME, HF_HUB_CACHE, HF_TOKEN, HF_ENDPOINT are passed through to the jobs.
 #
@@ -40,7 +41,7 @@ esac
 mkdir -p "$log_dir"
 here=$(dirname "$(realpath "$0")")
 
-export PIPELINE_BIN=$bin PIPELINE_FILE=$pipeline_file PIPELINE_OUT=$out EXTRACT_ARGS=${EXTRACT_ARGS:-}
+export PIPELINE_BIN=$bin PIPELINE_FILE=$pipeline_file PIPELINE_OUT=$out EXTRACT_ARGS=${EXTRACT_ARGS:-} FINISH_STAGES=${FINISH_STAGES:-aggregate test report}
 # shellcheck disable=SC2086
 array=$(sbatch --parsable --export=ALL --array="0-$((shards - 1))%${throttle}" \
     --job-name=attn-extract --output="$log_dir/extract-%A_%a.out" \

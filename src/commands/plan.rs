@@ -45,7 +45,14 @@ pub fn run(args: &PlanArgs) -> Result<()> {
             if with_shard {
                 header.push("shard");
             }
-            header.extend(["model", "revision", "status", "bytes", "bytes_from", "error"]);
+            header.extend([
+                "model",
+                "revision",
+                "status",
+                "bytes",
+                "bytes_from",
+                "error",
+            ]);
             writeln!(w, "{}", header.join(","))?;
             for u in &units {
                 let mut row = vec![u.index.to_string()];

@@ -228,7 +228,11 @@ fn slurm_array_of_shards_makes_the_single_process_dataset() {
         "report/report.md",
         "report/report.html",
     ] {
-        assert!(s.path("sharded").join(made).exists(), "{made}\n{}", s.logs());
+        assert!(
+            s.path("sharded").join(made).exists(),
+            "{made}\n{}",
+            s.logs()
+        );
     }
     let logs = s.logs();
     assert!(
@@ -270,7 +274,12 @@ fn slurm_array_of_shards_makes_the_single_process_dataset() {
     let _ = Command::new("scancel").arg(&finish).output();
     assert_ne!(job_state(&format!("{array}_0")), "COMPLETED");
     for k in 1..4 {
-        assert_eq!(job_state(&format!("{array}_{k}")), "COMPLETED", "{}", s.logs());
+        assert_eq!(
+            job_state(&format!("{array}_{k}")),
+            "COMPLETED",
+            "{}",
+            s.logs()
+        );
     }
     // Shard 0's units (0, 4, 8) are missing, every other unit is there; no partial file is
     // visible to readers.

@@ -193,7 +193,10 @@ fn concurrent_shards_make_the_single_process_dataset() {
     let b = dataset_rows(&sharded);
     assert_eq!(a.0.len(), 7);
     assert!(!a.1.is_empty() && a.1.len() == a.2.len());
-    assert_eq!(a, b, "the sharded dataset differs from the single-process one");
+    assert_eq!(
+        a, b,
+        "the sharded dataset differs from the single-process one"
+    );
     // Nothing but the units' files: no temporaries left by any shard.
     for table in ["models", "matrices", "spectra"] {
         let names: Vec<String> = std::fs::read_dir(sharded.join(table))
@@ -250,7 +253,10 @@ fn concurrent_shards_make_the_single_process_dataset() {
     let (stdout, _) = text(&o);
     assert_eq!(stdout.lines().count(), 8, "{stdout}");
     assert!(stdout.starts_with("index,model,revision,status,bytes,bytes_from,error\n"));
-    assert!(stdout.contains("\n3,fixture/opt-like,step1000,done,"), "{stdout}");
+    assert!(
+        stdout.contains("\n3,fixture/opt-like,step1000,done,"),
+        "{stdout}"
+    );
     let o = pipeline(&[
         "plan",
         "--pipeline",
@@ -312,7 +318,10 @@ fn bad_shards_and_sweeps_are_usage_errors_that_write_nothing() {
         (
             "auto",
             "extract",
-            &[("SLURM_ARRAY_TASK_ID", "4"), ("SLURM_ARRAY_TASK_COUNT", "4")][..],
+            &[
+                ("SLURM_ARRAY_TASK_ID", "4"),
+                ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ][..],
             "Slurm task 4",
         ),
         ("0/2", "aggregate", &[][..], "run extract"),
@@ -332,10 +341,7 @@ fn bad_shards_and_sweeps_are_usage_errors_that_write_nothing() {
         "name = \"bad\"\n[[models]]\nid = \"a\"\nrevisions = { format = \"step{}\", from = 10, to = 0 }\n",
     )
     .unwrap();
-    for args in [
-        vec!["run", "extract", "--out"],
-        vec!["plan", "--out"],
-    ] {
+    for args in [vec!["run", "extract", "--out"], vec!["plan", "--out"]] {
         let mut args: Vec<&str> = args;
         args.extend([out.to_str().unwrap(), "--pipeline", bad.to_str().unwrap()]);
         let o = pipeline(&args);

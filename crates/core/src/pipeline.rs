@@ -420,7 +420,9 @@ impl Pipeline {
                 if models.len() >= MAX_UNITS {
                     return Err(bad(
                         &key("revisions"),
-                        format!("the file expands to more than {MAX_UNITS} units (model x revision)"),
+                        format!(
+                            "the file expands to more than {MAX_UNITS} units (model x revision)"
+                        ),
                     ));
                 }
                 models.push(ModelEntry {
@@ -604,7 +606,10 @@ fn expand_range(
         Some(other) => {
             return Err(err(
                 "format",
-                format!("expected a string like \"step{{}}\", found a {}", other.type_str()),
+                format!(
+                    "expected a string like \"step{{}}\", found a {}",
+                    other.type_str()
+                ),
             ));
         }
         None => return Err(err("format", "missing (for example \"step{}\")".into())),
@@ -770,7 +775,11 @@ id = "gpt2"
                 "v3-x", "main"
             ]
         );
-        assert!(p.models[..6].iter().all(|m| m.id == "a" && m.lab.as_deref() == Some("L")));
+        assert!(
+            p.models[..6]
+                .iter()
+                .all(|m| m.id == "a" && m.lab.as_deref() == Some("L"))
+        );
         assert_eq!(p.models[6].id, "b");
         // Each unit has its own configuration hash.
         assert_ne!(p.config_hash(&p.models[0]), p.config_hash(&p.models[1]));
@@ -828,7 +837,11 @@ id = "gpt2"
                 "models[0].revisions[1]",
                 "`step2` is listed twice",
             ),
-            ("revisions = [\"main\", \"main\"]", "models[0].revisions[1]", "twice"),
+            (
+                "revisions = [\"main\", \"main\"]",
+                "models[0].revisions[1]",
+                "twice",
+            ),
             ("revisions = []", "models[0].revisions", "at least one"),
             ("revisions = [\"\"]", "models[0].revisions[0]", "empty"),
             ("revisions = [3]", "models[0].revisions[0]", "integer"),
@@ -846,13 +859,18 @@ id = "gpt2"
         ] {
             let e = parse(&model(rest)).unwrap_err().to_string();
             assert!(
-                e.contains("pipelines/t.toml") && e.contains(&format!("`{key}`")) && e.contains(words),
+                e.contains("pipelines/t.toml")
+                    && e.contains(&format!("`{key}`"))
+                    && e.contains(words),
                 "{rest}: {e}"
             );
         }
         // The same (model, revision) through two entries.
         let e = parse("name = \"t\"\n[[models]]\nid = \"a\"\nrevision = \"step1\"\n[[models]]\nid = \"a\"\nrevisions = { format = \"step{}\", from = 0, to = 2 }\n").unwrap_err().to_string();
-        assert!(e.contains("`models[1].revisions`") && e.contains("step1"), "{e}");
+        assert!(
+            e.contains("`models[1].revisions`") && e.contains("step1"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -893,6 +911,17 @@ mod shipped {
                 .count(),
             3
         );
+        let atlas = Pipeline::load(&dir.join("pythia-atlas.toml")).unwrap();
+        assert_eq!(atlas.models.len(), 8 * 154);
+        assert_eq!(
+            atlas.models[..3]
+                .iter()
+                .map(|m| m.revision.as_str())
+                .collect::<Vec<_>>(),
+            ["step0", "step1", "step2"]
+        );
+        assert_eq!(atlas.models[153].revision, "step143000");
+        assert_eq!(atlas.models[154].id, "EleutherAI/pythia-160m");
         let demo = Pipeline::load(&dir.join("demo.toml")).unwrap();
         for m in &demo.models {
             let src = m.source.as_ref().unwrap();

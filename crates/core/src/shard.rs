@@ -32,9 +32,7 @@ pub struct Shard {
 /// A `--shard` value that cannot be used; every variant is a usage error.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ShardError {
-    #[error(
-        "`--shard {0}`: expected K/N with 0 <= K < N (shards are numbered from 0), or `auto`"
-    )]
+    #[error("`--shard {0}`: expected K/N with 0 <= K < N (shards are numbered from 0), or `auto`")]
     Syntax(String),
     #[error("`--shard {k}/{n}`: {problem}")]
     Range { k: usize, n: usize, problem: String },
@@ -198,14 +196,20 @@ mod tests {
             }
             assert!(owner.iter().enumerate().all(|(i, o)| *o == Some(i % n)));
         }
-        assert_eq!(Shard::new(1, 4).unwrap().indices(10).collect::<Vec<_>>(), [1, 5, 9]);
+        assert_eq!(
+            Shard::new(1, 4).unwrap().indices(10).collect::<Vec<_>>(),
+            [1, 5, 9]
+        );
     }
 
     #[test]
     fn slurm_arrays() {
         let s = |vars| Shard::parse("auto", env(vars));
         assert_eq!(
-            s(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "4")]),
+            s(&[
+                ("SLURM_ARRAY_TASK_ID", "2"),
+                ("SLURM_ARRAY_TASK_COUNT", "4")
+            ]),
             Ok(Shard { k: 2, n: 4 })
         );
         // --array=1-8: MIN 1, MAX 8.
@@ -236,7 +240,11 @@ mod tests {
         assert!(e.to_string().contains("contiguous"), "{e}");
         let e = s(&[("SLURM_ARRAY_TASK_ID", "2")]).unwrap_err();
         assert!(e.to_string().contains("SLURM_ARRAY_TASK_COUNT"), "{e}");
-        let e = s(&[("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "4")]).unwrap_err();
+        let e = s(&[
+            ("SLURM_ARRAY_TASK_ID", "x"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("SLURM_ARRAY_TASK_ID=x"), "{e}");
     }
 

@@ -120,10 +120,19 @@ mod tests {
         assert_eq!(all.len(), 5);
         assert_eq!(
             all.iter().map(|u| (u.index, u.shard)).collect::<Vec<_>>(),
-            [(0, Some(0)), (1, Some(1)), (2, Some(0)), (3, Some(1)), (4, Some(0))]
+            [
+                (0, Some(0)),
+                (1, Some(1)),
+                (2, Some(0)),
+                (3, Some(1)),
+                (4, Some(0))
+            ]
         );
         assert!(all.iter().all(|u| u.status == "todo"));
-        assert_eq!((all[0].bytes, all[0].bytes_from), (Some(102), Some("source")));
+        assert_eq!(
+            (all[0].bytes, all[0].bytes_from),
+            (Some(102), Some("source"))
+        );
         assert_eq!((all[2].bytes, all[2].bytes_from), (None, None));
         assert_eq!((all[3].bytes, all[3].bytes_from), (Some(7), Some("cache")));
         assert_eq!(counts(&all)[1], ("todo", 5));

@@ -172,8 +172,7 @@ mod tests {
         std::fs::create_dir_all(snap.join("sub")).unwrap();
         std::fs::create_dir_all(tmp.path().join("blobs")).unwrap();
         std::fs::write(tmp.path().join("blobs/b"), vec![1u8; 10]).unwrap();
-        std::os::unix::fs::symlink(tmp.path().join("blobs/b"), snap.join("w.safetensors"))
-            .unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("blobs/b"), snap.join("w.safetensors")).unwrap();
         std::fs::write(snap.join("sub/config.json"), b"{}").unwrap();
         assert_eq!(cached_bytes(tmp.path(), "org/m", "main"), Some(12));
         assert_eq!(cached_bytes(tmp.path(), "org/m", &commit), Some(12));

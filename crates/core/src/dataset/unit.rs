@@ -382,7 +382,10 @@ mod tests {
         assert_eq!(ds.unit_status("org/m", "main", "h2"), UnitStatus::Todo);
         ds.write_unit(&unit("org/m"), &meta("h1")).unwrap();
         assert_eq!(ds.unit_status("org/m", "main", "h1"), UnitStatus::Done);
-        assert_eq!(ds.unit_status("org/m", "main", "h2"), UnitStatus::OtherConfig);
+        assert_eq!(
+            ds.unit_status("org/m", "main", "h2"),
+            UnitStatus::OtherConfig
+        );
         assert_eq!(ds.unit_status("org/m", "step1", "h1"), UnitStatus::Todo);
         // Without its models/ file (killed before the last write) the unit is to do.
         std::fs::remove_file(ds.unit_file(MODELS, "org/m", "main")).unwrap();
