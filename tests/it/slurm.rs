@@ -7,8 +7,8 @@
 //! task's units, and submitting the sweep again completes it to the same rows.
 //!
 //! Needs a running cluster: `scripts/slurm_cluster.sh` (as root) starts a single-node one;
-//! `.ci/run` does that and runs this test with `--ignored`. Without a cluster the test fails,
-//! saying so.
+//! `.ci/run` does that and runs this test with `--ignored`. Run without a cluster, the test
+//! fails, saying so; it is never skipped as passed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
