@@ -904,8 +904,9 @@ pub fn write(
             specs.push(grid_figure(&models, g));
         } else {
             fig_notes.push(format!(
-                "no {} rows in `matrices/`: figure `{}` left out",
-                format!("{}/{}", kinds[0], kinds[1]),
+                "no {}/{} rows in `matrices/`: figure `{}` left out",
+                kinds[0],
+                kinds[1],
                 g.name
             ));
         }

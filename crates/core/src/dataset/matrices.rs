@@ -105,7 +105,8 @@ impl MatrixRow {
     /// A metric's value, `None` where it is unknown (NaN, or no power-law fit).
     pub fn metric(&self, m: Metric) -> Option<f64> {
         let v = self.metrics.value(m);
-        (!v.is_nan() && !(m.is_count() && v < 0.0)).then_some(v)
+        let unknown = v.is_nan() || (m.is_count() && v < 0.0);
+        (!unknown).then_some(v)
     }
 }
 
