@@ -905,9 +905,7 @@ pub fn write(
         } else {
             fig_notes.push(format!(
                 "no {}/{} rows in `matrices/`: figure `{}` left out",
-                kinds[0],
-                kinds[1],
-                g.name
+                kinds[0], kinds[1], g.name
             ));
         }
     }
