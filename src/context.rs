@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use attn_spectra::pipeline::Pipeline;
+use attn_spectra::pipeline::{ModelEntry, Pipeline};
 
 use crate::cli::RunArgs;
 use crate::progress::Progress;
@@ -18,6 +18,17 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// The units this run takes, with their indices: all of the pipeline's, or those of
+    /// `--shard`.
+    pub fn units(&self) -> impl Iterator<Item = (usize, &ModelEntry)> {
+        let shard = self.args.shard;
+        self.pipeline
+            .models
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| shard.is_none_or(|s| s.contains(*i)))
+    }
+
     /// Loads the pipeline file and creates the dataset directory (`--out`, or
     /// `data/<pipeline name>`).
     pub fn new(args: &'a RunArgs) -> Result<Context<'a>> {

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Plan(args) => commands::plan::run(args),
         Command::Sql(args) => commands::sql::run(args),
     };
     match result {
@@ -40,7 +41,13 @@ fn main() -> ExitCode {
                 err.downcast_ref::<attn_spectra_demo::DemoError>(),
                 Some(attn_spectra_demo::DemoError::Conflict { .. })
             );
-            ExitCode::from(if bad_query || demo_clash { 2 } else { 1 })
+            // And a flag that does not fit the command (`--shard` with a stage it cannot cut).
+            let usage = err.downcast_ref::<commands::Usage>().is_some();
+            ExitCode::from(if bad_query || demo_clash || usage {
+                2
+            } else {
+                1
+            })
         }
     }
 }

@@ -6,3 +6,5 @@ mod demo;
 mod hub;
 mod inspect;
 mod run;
+mod slurm;
+mod sweep;

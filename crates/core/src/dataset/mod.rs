@@ -46,7 +46,7 @@ pub use hypothesis::HypothesisRow;
 pub use hypothesis_size::HypothesisSizeRow;
 pub use matrices::{MatrixKey, MatrixRow, SpectrumRow};
 pub use models::{FileRecord, ModelRow};
-pub use unit::{DatasetDir, Unit, UnitMeta};
+pub use unit::{DatasetDir, Unit, UnitMeta, UnitStatus};
 
 /// Errors writing or reading dataset files; each names the file or table.
 #[derive(Debug, thiserror::Error)]
