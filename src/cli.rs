@@ -84,7 +84,11 @@ pub struct RunArgs {
     /// The pipeline file.
     #[arg(long, short, default_value = "pipelines/labs.toml")]
     pub pipeline: PathBuf,
-    /// The dataset directory [default: data/<pipeline name>].
+    /// The dataset: a directory, or an object store URL (s3://bucket/prefix, gs://bucket/prefix,
+    /// az://container/prefix, file:///path) with credentials from the standard variables
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, ...; see the
+    /// README). With an object store URL the report is written locally, to
+    /// data/<pipeline name>/report/ [default: data/<pipeline name>].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Recompute models whose outputs already exist for the same configuration.
@@ -209,7 +213,8 @@ pub struct SqlArgs {
     /// Read the SQL from this file instead.
     #[arg(long, short = 'f')]
     pub file: Option<PathBuf>,
-    /// The dataset directory [default: data/<name of the --pipeline file>].
+    /// The dataset: a directory or an object store URL (s3://bucket/prefix, gs://, az://,
+    /// file://) [default: data/<name of the --pipeline file>].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// The pipeline file whose dataset to query, when --out is not given.

@@ -43,7 +43,12 @@ fn main() -> ExitCode {
             );
             // And a flag that does not fit the command (`--shard` with a stage it cannot cut).
             let usage = err.downcast_ref::<commands::Usage>().is_some();
-            ExitCode::from(if bad_query || demo_clash || usage {
+            // And a dataset location that cannot be used: an unknown URL scheme, missing
+            // credentials, a bucket that does not exist.
+            let bad_location = err
+                .downcast_ref::<attn_spectra::dataset::LocationError>()
+                .is_some_and(|e| e.is_usage());
+            ExitCode::from(if bad_query || demo_clash || usage || bad_location {
                 2
             } else {
                 1

@@ -2,8 +2,9 @@
 //!
 //! Models are processed one after another, each layer by layer
 //! (`attn_spectra::extract::extract_unit`) and written as one unit
-//! (`attn_spectra::dataset::DatasetDir::write_unit`). A model whose unit is complete with the
-//! same configuration hash is skipped (a resumed run), unless `--force`. A model that fails
+//! (`attn_spectra::dataset::DatasetDir::write_unit`, on a background thread: `UnitWriter`, so
+//! that writing or uploading a unit overlaps with computing the next). A model whose unit is
+//! complete with the same configuration hash is skipped (a resumed run), unless `--force`. A model that fails
 //! gets a row in failures/ and the run goes on; the stage fails at the end, listing the
 //! failures. With `--shard K/N` only that shard's units are taken
 //! (`attn_spectra::shard`); shards may write into one dataset at the same time.
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use attn_spectra::Architecture;
-use attn_spectra::dataset::{DatasetDir, FAILURES, FailureRow, UnitMeta, now_us};
+use attn_spectra::dataset::{FAILURES, FailureRow, UnitMeta, UnitWriter, now_us};
 use attn_spectra::extract::{ModelSource, Plan, extract_unit, matrices_per_layer};
 use attn_spectra::pipeline::ModelEntry;
 use attn_spectra_hub::Hubs;
@@ -49,7 +50,7 @@ pub fn fail_on(ctx: &Context, summary: &Summary) -> Result<()> {
         bail!(
             "{} model(s) failed (see {}):\n  {}",
             summary.failed.len(),
-            ctx.out.join(FAILURES).display(),
+            ctx.out.table_location(FAILURES),
             summary.failed.join("\n  ")
         );
     }
@@ -59,7 +60,7 @@ pub fn fail_on(ctx: &Context, summary: &Summary) -> Result<()> {
 /// Extracts every model; failures are recorded, not returned as errors.
 pub fn extract(ctx: &Context) -> Result<Summary> {
     let p = &ctx.pipeline;
-    let ds = DatasetDir::new(&ctx.out);
+    let ds = ctx.out.clone();
     let removed = ds.remove_stale_temporaries()?;
     if removed > 0 {
         ctx.progress.println(format!(
@@ -91,6 +92,9 @@ pub fn extract(ctx: &Context) -> Result<Summary> {
         up_to_date: 0,
         failed: Vec::new(),
     };
+    // Units are written (uploaded, for an object store) on a background thread while the
+    // next model computes; at most one more unit waits in the queue.
+    let writer = ds.unit_writer(1);
     for (_, model) in units {
         let meta = UnitMeta::new(p, p.unit_hash(model, &selected.name, plan.precision));
         models_bar.set_message(format!("{}@{}", model.id, model.revision));
@@ -104,7 +108,7 @@ pub fn extract(ctx: &Context) -> Result<Summary> {
             continue;
         }
         let started = Instant::now();
-        match extract_model(ctx, &ds, &mut hubs, model, &plan, &selected, &meta) {
+        match extract_model(ctx, &writer, &mut hubs, model, &plan, &selected, &meta) {
             Ok(done) => {
                 summary.extracted += 1;
                 ctx.progress.println(format!(
@@ -136,6 +140,20 @@ pub fn extract(ctx: &Context) -> Result<Summary> {
         models_bar.inc(1);
     }
     models_bar.finish_and_clear();
+    for err in writer.finish() {
+        let message = format!(
+            "cannot write its outputs: {:#}",
+            anyhow::Error::new(err.source)
+        );
+        ctx.progress.println(format!(
+            "  FAILED   {}@{}: {message}",
+            err.model, err.revision
+        ));
+        summary.extracted -= 1;
+        summary
+            .failed
+            .push(format!("{}@{}: {message}", err.model, err.revision));
+    }
     ctx.progress.println(format!(
         "extract: {} extracted, {} up to date, {} failed -> {}",
         summary.extracted,
@@ -149,7 +167,7 @@ pub fn extract(ctx: &Context) -> Result<Summary> {
 /// Extracts and writes one model; returns a line saying what was done.
 fn extract_model(
     ctx: &Context,
-    ds: &DatasetDir,
+    writer: &UnitWriter,
     hubs: &mut Hubs,
     model: &ModelEntry,
     plan: &Plan,
@@ -179,7 +197,6 @@ fn extract_model(
         &mut |_| layer_bar.inc(1),
     )?;
     layer_bar.finish_and_clear();
-    ds.write_unit(&unit, meta)?;
     let mut done = format!(
         "{}, {} layers, {} matrices",
         arch.model_type(),
@@ -189,6 +206,7 @@ fn extract_model(
     if plan.fold_ln && !unit.model.fold_ln {
         done.push_str("; fold_ln not applied (the model has no pre-attention norm)");
     }
+    writer.submit(unit, meta.clone());
     if let Some(r) = &located.provenance.identical_to {
         done.push_str(&format!("; its files are byte-identical to revision `{r}`"));
     }

@@ -75,16 +75,15 @@ fn all(ctx: &Context) -> Result<()> {
         .chain(aggregates::TABLES)
         .chain(&[aggregates::TRAJECTORY])
     {
-        let dir = ctx.out.join(table);
-        if dir.is_dir() {
-            println!("  {:<14} {}", table, dir.display());
+        if ctx.out.table_file_names(table)?.is_some() {
+            println!("  {:<14} {}", table, ctx.out.table_location(table));
         }
     }
     println!("  {:<14} {}", "report", report.markdown.display());
     println!("  {:<14} {}", "html", report.html.display());
     println!("  {:<14} {}", "seed JSON", report.json.display());
     if let Some(first) = report.figures.first() {
-        let figures = first.png.parent().unwrap_or(&ctx.out);
+        let figures = first.png.parent().unwrap_or(&ctx.report_dir);
         println!(
             "  {:<14} {} ({} figures, PNG and SVG)",
             "figures",

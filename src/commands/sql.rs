@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
+use attn_spectra::dataset::DatasetDir;
 use attn_spectra::pipeline::Pipeline;
 use attn_spectra_sql::{Dataset, OutputFormat, output};
 
@@ -17,14 +18,18 @@ pub fn run(args: &SqlArgs) -> Result<()> {
         (None, None) => bail!("give the SQL to run, or --file FILE"),
     };
     let dir = match &args.out {
-        Some(dir) => dir.clone(),
+        Some(dir) => crate::context::open_out(dir)?,
         None => {
             let pipeline = Pipeline::load(&args.pipeline).with_context(|| {
                 "cannot tell which dataset to query: give --out DIR or a readable --pipeline FILE"
             })?;
-            PathBuf::from("data").join(&pipeline.name)
+            DatasetDir::new(PathBuf::from("data").join(&pipeline.name))
         }
     };
+    if dir.local_root().is_none() {
+        // A missing bucket or refused credentials, named before any query runs.
+        dir.probe().with_context(|| format!("--out {dir}"))?;
+    }
     let format = match args.format {
         SqlFormat::Table => OutputFormat::Table,
         SqlFormat::Csv => OutputFormat::Csv,

@@ -17,14 +17,13 @@ pub fn run(ctx: &Context) -> Result<()> {
     ctx.progress.println(format!(
         "test: {} results -> {}",
         rows.len(),
-        ctx.out.join(attn_spectra::dataset::HYPOTHESIS).display()
+        ctx.out.table_location(attn_spectra::dataset::HYPOTHESIS)
     ));
     ctx.progress.println(format!(
         "test: {} size-controlled results -> {}",
         size_rows.len(),
         ctx.out
-            .join(attn_spectra::dataset::HYPOTHESIS_SIZE)
-            .display()
+            .table_location(attn_spectra::dataset::HYPOTHESIS_SIZE)
     ));
     Ok(())
 }

@@ -6,5 +6,6 @@ mod demo;
 mod hub;
 mod inspect;
 mod run;
+mod s3;
 mod slurm;
 mod sweep;

@@ -331,7 +331,7 @@ fn sql_reports_errors_with_exit_code_2_and_writes_every_format() {
 }
 
 /// Random-weight GPT-2-style checkpoint, big enough that extracting it takes a noticeable time.
-fn write_gpt2_like(dir: &Path, d: usize, layers: usize, heads: usize, seed: u64) {
+pub(crate) fn write_gpt2_like(dir: &Path, d: usize, layers: usize, heads: usize, seed: u64) {
     std::fs::create_dir_all(dir).unwrap();
     let config = serde_json::json!({
         "model_type": "gpt2", "n_embd": d, "n_head": heads, "n_layer": layers,

@@ -22,7 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => ReportOptions::new("report"),
     };
     let started = std::time::Instant::now();
-    let outputs = write_report(dataset.as_ref(), out.as_ref(), &opts)?;
+    let dataset = attn_spectra::dataset::DatasetDir::open(dataset)?;
+    let outputs = write_report(&dataset, out.as_ref(), &opts)?;
     for f in &outputs.files {
         println!("{}", f.display());
     }

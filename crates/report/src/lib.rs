@@ -17,7 +17,8 @@
 //! ```no_run
 //! use attn_spectra_report::{ReportOptions, write_report};
 //! let opts = ReportOptions::new("demo");
-//! let out = write_report("data/demo".as_ref(), "data/demo/report".as_ref(), &opts).unwrap();
+//! let dataset = std::path::Path::new("data/demo"); // or DatasetDir::open("s3://bucket/demo")
+//! let out = write_report(dataset, "data/demo/report".as_ref(), &opts).unwrap();
 //! for f in &out.files {
 //!     println!("{}", f.display());
 //! }
@@ -192,11 +193,11 @@ pub struct ReportOutputs {
 /// Reads the dataset in `dataset_dir` and writes the report into `out_dir` (created if
 /// needed): `report.md`, `report.html`, the seed's JSON and `figures/*.{png,svg}`.
 pub fn write_report(
-    dataset_dir: &Path,
+    dataset_dir: impl Into<attn_spectra::dataset::DatasetDir>,
     out_dir: &Path,
     opts: &ReportOptions,
 ) -> Result<ReportOutputs, ReportError> {
-    let ds = load::load(dataset_dir)?;
+    let ds = load::load(&dataset_dir.into())?;
     report::write(&ds, out_dir, opts)
 }
 

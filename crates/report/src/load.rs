@@ -1,14 +1,14 @@
-//! Loading a dataset directory for the report, through the dataset module of the core crate
+//! Loading a dataset (a directory or an object store prefix) for the report, through the dataset module of the core crate
 //! (`attn_spectra::dataset`, which owns the tables' row types and reading them back).
 //! `models/` and `matrices/` are required; spectra, failures, hypothesis and the aggregate
 //! tables are read when present. The aggregate tables are SQL results with columns of their
 //! own, read as text.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use arrow_array::RecordBatch;
 use attn_spectra::dataset::{
     DatasetDir, FailureRow, HypothesisRow, MatrixRow, ModelRow, SpectrumRow, TableRow, aggregates,
-    files::read_batches,
 };
 
 use crate::ReportError;
@@ -53,15 +53,18 @@ pub struct Dataset {
 
 /// Reads a table of unknown columns as text (the columns of its first file; later files'
 /// extra columns are ignored, missing ones left empty).
-pub fn read_text_table(name: &str, files: &[PathBuf]) -> Result<TextTable, ReportError> {
+pub fn read_text_table(
+    name: &str,
+    files: &[(PathBuf, Vec<RecordBatch>)],
+) -> Result<TextTable, ReportError> {
     let mut table = TextTable {
         name: name.to_string(),
         columns: Vec::new(),
         rows: Vec::new(),
         numbers: Vec::new(),
     };
-    for path in files {
-        for batch in read_batches(path)? {
+    for (path, batches) in files {
+        for batch in batches {
             if table.columns.is_empty() {
                 table.columns = batch
                     .schema()
@@ -100,22 +103,23 @@ fn required<R: TableRow>(ds: &DatasetDir) -> Result<Vec<R>, ReportError> {
     match ds.read::<R>()? {
         Some(rows) if !rows.is_empty() => Ok(rows),
         _ => Err(ReportError::MissingTable {
-            dir: ds.root().to_path_buf(),
+            dir: PathBuf::from(ds.to_string()),
             table: R::TABLE.to_string(),
         }),
     }
 }
 
-/// Loads a dataset directory.
-pub fn load(dir: &Path) -> Result<Dataset, ReportError> {
-    if !dir.is_dir() {
+/// Loads a dataset (a directory or an object store prefix).
+pub fn load(d: &DatasetDir) -> Result<Dataset, ReportError> {
+    if let Some(dir) = d.local_root()
+        && !dir.is_dir()
+    {
         return Err(ReportError::NotADataset {
             dir: dir.to_path_buf(),
         });
     }
-    let d = DatasetDir::new(dir);
     let mut ds = Dataset {
-        dir: dir.to_path_buf(),
+        dir: PathBuf::from(d.to_string()),
         models: required::<ModelRow>(&d)?,
         matrices: required::<MatrixRow>(&d)?,
         spectra: d
@@ -129,7 +133,7 @@ pub fn load(dir: &Path) -> Result<Dataset, ReportError> {
         ..Dataset::default()
     };
     for name in AGGREGATES {
-        match d.table_files(name)? {
+        match d.read_table_batches(name)? {
             Some(files) if !files.is_empty() => {
                 ds.aggregates.push(read_text_table(name, &files)?);
             }

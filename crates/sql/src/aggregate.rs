@@ -14,6 +14,8 @@
 
 use std::path::{Path, PathBuf};
 
+use attn_spectra::dataset::DatasetDir;
+
 use crate::dataset::is_core_table;
 use crate::{Dataset, Result, SqlError, TOOL_VERSION};
 
@@ -107,7 +109,10 @@ pub struct AggregateTable {
 
 /// Runs every `*.sql` file of `sql_dir` in name order against the dataset at `dataset_dir`
 /// and stores each result as a table (see the module documentation).
-pub fn aggregate(dataset_dir: &Path, sql_dir: &Path) -> Result<Vec<AggregateTable>> {
+pub fn aggregate(
+    dataset_dir: impl Into<DatasetDir>,
+    sql_dir: &Path,
+) -> Result<Vec<AggregateTable>> {
     let files = read_sql_dir(sql_dir)?;
     if files.is_empty() {
         return Err(SqlError::Invalid(format!(
@@ -127,7 +132,10 @@ fn valid_stem(stem: &str) -> bool {
 }
 
 /// Runs `files` in the given order (see [`aggregate`]).
-pub fn aggregate_files(dataset_dir: &Path, files: &[SqlFile]) -> Result<Vec<AggregateTable>> {
+pub fn aggregate_files(
+    dataset_dir: impl Into<DatasetDir>,
+    files: &[SqlFile],
+) -> Result<Vec<AggregateTable>> {
     let in_file = |file: &SqlFile, source: SqlError| SqlError::File {
         file: file.display(),
         source: Box::new(source),
@@ -156,8 +164,6 @@ pub fn aggregate_files(dataset_dir: &Path, files: &[SqlFile]) -> Result<Vec<Aggr
         let result = dataset
             .run_script(&file.sql)
             .map_err(|e| in_file(file, e))?;
-        let dir = dataset.dir().join(stem);
-        let path = dir.join("result.parquet");
         let metadata = vec![
             ("sql_file".to_string(), file.name.clone()),
             ("sql".to_string(), file.sql.clone()),
@@ -169,10 +175,12 @@ pub fn aggregate_files(dataset_dir: &Path, files: &[SqlFile]) -> Result<Vec<Aggr
             .first()
             .map(|b| b.schema())
             .unwrap_or_else(|| result.schema.clone());
-        attn_spectra::dataset::write_parquet_atomic(&path, schema, &result.batches, &metadata)
+        let path = dataset
+            .location()
+            .write_batches(stem, "result", schema, &result.batches, &metadata)
             .map_err(|e| in_file(file, e.into()))?;
         dataset
-            .register_dir(stem, &dir, None)
+            .register_table(stem, None)
             .map_err(|e| in_file(file, e))?;
         written.push(AggregateTable {
             table: stem.to_string(),

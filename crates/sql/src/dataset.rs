@@ -1,4 +1,4 @@
-//! A dataset directory opened as a DataFusion session.
+//! A dataset (a local directory or an object store prefix) opened as a DataFusion session.
 //!
 //! Every table directory becomes one table named after it, read as a ListingTable over the
 //! directory's `*.parquet` files: the hidden temporary files of an interrupted writer
@@ -7,7 +7,9 @@
 //! their schemas from [`attn_spectra::dataset::core_tables`], so their column types do not depend
 //! on which files exist; the optional ones are registered empty when their directory is
 //! missing. Any other directory holding Parquet files (the SQL result tables written by
-//! [`crate::aggregate()`]) is registered with the schema inferred from its files.
+//! [`crate::aggregate()`]) is registered with the schema inferred from its files. A dataset in
+//! an object store is listed and read through the same `object_store` client that wrote it,
+//! registered with the session's runtime environment under `scheme://bucket`.
 //!
 //! Queries run on a single-threaded tokio runtime owned by the [`Dataset`], so the API is
 //! synchronous, and in one partition, so that results are reproducible to the last bit.
@@ -17,7 +19,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use attn_spectra::dataset as ds;
+use attn_spectra::dataset::{self as ds, DatasetDir};
 use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -82,9 +84,10 @@ pub fn is_core_table(name: &str) -> bool {
     ds::core_tables().iter().any(|(t, _)| *t == name)
 }
 
-/// A dataset directory with its tables registered in a DataFusion session.
+/// A dataset (a local directory or an object store prefix) with its tables registered in a
+/// DataFusion session.
 pub struct Dataset {
-    dir: PathBuf,
+    location: DatasetDir,
     ctx: SessionContext,
     runtime: tokio::runtime::Runtime,
 }
@@ -92,7 +95,7 @@ pub struct Dataset {
 impl std::fmt::Debug for Dataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dataset")
-            .field("dir", &self.dir)
+            .field("location", &self.location)
             .finish_non_exhaustive()
     }
 }
@@ -105,15 +108,28 @@ fn query_error(sql: &str, e: DataFusionError) -> SqlError {
 }
 
 impl Dataset {
-    /// Opens the dataset at `dir`. Fails when `dir/matrices/` is missing (the extract stage
-    /// has not run) or a table directory cannot be read.
-    pub fn open(dir: &Path) -> Result<Dataset> {
-        let dir = std::path::absolute(dir).map_err(|source| SqlError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        if !dir.join(ds::MATRICES).is_dir() {
-            return Err(SqlError::NoMatrices { dir });
+    /// Opens the dataset at `location` (a directory, or a [`DatasetDir`] in an object store,
+    /// whose store is registered with the session). Fails when its `matrices/` table is
+    /// missing (the extract stage has not run) or a table cannot be read.
+    pub fn open(location: impl Into<DatasetDir>) -> Result<Dataset> {
+        let location: DatasetDir = location.into();
+        let location = match location.local_root() {
+            Some(dir) => {
+                DatasetDir::new(std::path::absolute(dir).map_err(|source| SqlError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?)
+            }
+            None => location,
+        };
+        let has_matrices = match location.local_root() {
+            Some(dir) => dir.join(ds::MATRICES).is_dir(),
+            None => location.table_file_names(ds::MATRICES)?.is_some(),
+        };
+        if !has_matrices {
+            return Err(SqlError::NoMatrices {
+                dir: PathBuf::from(location.to_string()),
+            });
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -134,14 +150,22 @@ impl Dataset {
             .schema_force_view_types = false;
         let dataset = Dataset {
             ctx: SessionContext::new_with_config(config),
-            dir,
+            location,
             runtime,
         };
+        if let Some((base, store)) = dataset.location.object_store() {
+            let url = url::Url::parse(&base).map_err(|e| SqlError::Table {
+                table: String::new(),
+                path: PathBuf::from(&base),
+                message: e.to_string(),
+            })?;
+            dataset.ctx.register_object_store(&url, store);
+        }
         for (name, schema) in ds::core_tables() {
-            let path = dataset.dir.join(name);
-            if path.is_dir() {
-                dataset.register_dir(name, &path, Some(schema))?;
+            if dataset.location.table_file_names(name)?.is_some() {
+                dataset.register_table(name, Some(schema))?;
             } else {
+                let path = PathBuf::from(dataset.location.table_location(name));
                 let empty =
                     MemTable::try_new(schema, vec![vec![]]).map_err(|e| SqlError::Table {
                         table: name.to_string(),
@@ -158,28 +182,24 @@ impl Dataset {
                     })?;
             }
         }
-        let entries = std::fs::read_dir(&dataset.dir).map_err(|source| SqlError::Io {
-            path: dataset.dir.clone(),
-            source,
-        })?;
-        let mut others: Vec<(String, PathBuf)> = entries
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
-            .filter(|(name, _)| !name.starts_with('.') && !is_core_table(name))
-            .collect();
-        others.sort();
-        for (name, path) in others {
-            if has_parquet_files(&path)? {
-                dataset.register_dir(&name, &path, None)?;
+        for name in dataset.location.tables()? {
+            if is_core_table(&name) {
+                continue;
+            }
+            if dataset
+                .location
+                .table_file_names(&name)?
+                .is_some_and(|files| !files.is_empty())
+            {
+                dataset.register_table(&name, None)?;
             }
         }
         Ok(dataset)
     }
 
-    /// The dataset directory (absolute).
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Where the dataset lives (a local directory is made absolute).
+    pub fn location(&self) -> &DatasetDir {
+        &self.location
     }
 
     /// The DataFusion session, for callers that need more than [`Dataset::query`].
@@ -267,22 +287,29 @@ impl Dataset {
         })
     }
 
-    /// Registers (or replaces) table `name` as the Parquet files of directory `path`, with
-    /// `schema` or the schema inferred from the files.
-    pub(crate) fn register_dir(
-        &self,
-        name: &str,
-        path: &Path,
-        schema: Option<SchemaRef>,
-    ) -> Result<()> {
+    /// Registers (or replaces) table `name` as the Parquet files of its directory (or
+    /// object store prefix), with `schema` or the schema inferred from the files.
+    pub(crate) fn register_table(&self, name: &str, schema: Option<SchemaRef>) -> Result<()> {
+        let path = PathBuf::from(self.location.table_location(name));
         let fail = |message: String| SqlError::Table {
             table: name.to_string(),
-            path: path.to_path_buf(),
+            path: path.clone(),
             message,
         };
         // A URL built from the path, so that characters such as `*` or `[` in directory
         // names are not taken for a glob.
-        let url = url_for_dir(path).ok_or_else(|| fail("not an absolute path".into()))?;
+        let url = match self.location.local_root() {
+            Some(root) => {
+                url_for_dir(&root.join(name)).ok_or_else(|| fail("not an absolute path".into()))?
+            }
+            None => {
+                let url = self
+                    .location
+                    .table_url(name)
+                    .ok_or_else(|| fail("no URL".into()))?;
+                url::Url::parse(&url).map_err(|e| fail(e.to_string()))?
+            }
+        };
         let table_url = ListingTableUrl::try_new(url, None).map_err(|e| fail(e.to_string()))?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
@@ -308,17 +335,4 @@ impl Dataset {
 
 fn url_for_dir(path: &Path) -> Option<url::Url> {
     url::Url::from_directory_path(path).ok()
-}
-
-/// True when `dir` holds at least one visible `*.parquet` file.
-fn has_parquet_files(dir: &Path) -> Result<bool> {
-    let entries = std::fs::read_dir(dir).map_err(|source| SqlError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    Ok(entries.flatten().any(|e| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        !name.starts_with('.') && name.ends_with(".parquet") && e.path().is_file()
-    }))
 }

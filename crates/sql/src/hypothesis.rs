@@ -20,8 +20,6 @@
 //! exactly the columns of [`attn_spectra::dataset::HypothesisRow`]. The size-controlled test
 //! of the same plan is in [`crate::size`].
 
-use std::path::Path;
-
 use arrow::array::{Array, Float64Array, Int32Array, RecordBatch, StringArray};
 use attn_spectra::MatrixKind;
 use attn_spectra::dataset::hypothesis::{
@@ -138,7 +136,7 @@ fn mean(values: &[f64]) -> f64 {
 
 /// Runs the plan's tests over the dataset at `dataset_dir`, writes them to
 /// `hypothesis/result.parquet` and returns them, in plan order (metrics, then kinds).
-pub fn run_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<TestOutcome>> {
+pub fn run_tests(dataset_dir: impl Into<DatasetDir>, plan: &TestPlan) -> Result<Vec<TestOutcome>> {
     plan.validate()
         .map_err(|e| SqlError::Invalid(format!("test plan: {e}")))?;
     let dataset = Dataset::open(dataset_dir)?;
@@ -150,7 +148,7 @@ pub fn run_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<TestOutcome>
         }
     }
     adjust(&mut rows, plan.alpha)?;
-    write_hypothesis(dataset.dir(), &rows, plan)?;
+    write_hypothesis(dataset.location(), &rows, plan)?;
     Ok(rows)
 }
 
@@ -249,7 +247,11 @@ fn test_one(
 
 /// Writes the tests' rows to `<dataset>/hypothesis/result.parquet` (atomically), with the
 /// plan and the tool version in the file's key-value metadata.
-pub fn write_hypothesis(dataset_dir: &Path, tests: &[TestOutcome], plan: &TestPlan) -> Result<()> {
+pub fn write_hypothesis(
+    dataset_dir: impl Into<DatasetDir>,
+    tests: &[TestOutcome],
+    plan: &TestPlan,
+) -> Result<()> {
     let rows: Vec<HypothesisRow> = tests.iter().map(|t| t.row.clone()).collect();
     let plan_json =
         serde_json::to_string(plan).map_err(|e| SqlError::Invalid(format!("test plan: {e}")))?;
@@ -258,7 +260,9 @@ pub fn write_hypothesis(dataset_dir: &Path, tests: &[TestOutcome], plan: &TestPl
         (META_SQL_FILE.to_string(), "model_means.sql".to_string()),
         (META_TOOL_VERSION.to_string(), TOOL_VERSION.to_string()),
     ];
-    DatasetDir::new(dataset_dir).write_table(FILE_STEM, &rows, &metadata)?;
+    dataset_dir
+        .into()
+        .write_table(FILE_STEM, &rows, &metadata)?;
     Ok(())
 }
 

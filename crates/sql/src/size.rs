@@ -25,8 +25,6 @@
 //! could not be run are left out of the family). The verdict is "SUPPORTED" when the Holm-
 //! adjusted Freedman-Lane p-value is below alpha.
 
-use std::path::Path;
-
 use attn_spectra::MatrixKind;
 use attn_spectra::dataset::hypothesis::{
     META_SQL_FILE, META_TEST_PLAN, META_TOOL_VERSION, NOT_SUPPORTED, SUPPORTED,
@@ -60,7 +58,10 @@ fn attn_params(o: &Observation) -> f64 {
 
 /// Runs the size-controlled test for every metric and kind of the plan, writes
 /// `hypothesis_size/result.parquet` and returns the rows in plan order.
-pub fn run_size_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<HypothesisSizeRow>> {
+pub fn run_size_tests(
+    dataset_dir: impl Into<DatasetDir>,
+    plan: &TestPlan,
+) -> Result<Vec<HypothesisSizeRow>> {
     plan.validate()
         .map_err(|e| SqlError::Invalid(format!("test plan: {e}")))?;
     let dataset = Dataset::open(dataset_dir)?;
@@ -72,7 +73,7 @@ pub fn run_size_tests(dataset_dir: &Path, plan: &TestPlan) -> Result<Vec<Hypothe
         }
     }
     adjust(&mut rows, plan.alpha)?;
-    write_size(dataset.dir(), &rows, plan)?;
+    write_size(dataset.location(), &rows, plan)?;
     Ok(rows)
 }
 
@@ -179,7 +180,11 @@ fn adjust(rows: &mut [HypothesisSizeRow], alpha: f64) -> Result<()> {
 
 /// Writes `rows` to `<dataset>/hypothesis_size/result.parquet` (atomically), with the plan,
 /// the permutation and bootstrap counts and seeds and the tool version in the metadata.
-pub fn write_size(dataset_dir: &Path, rows: &[HypothesisSizeRow], plan: &TestPlan) -> Result<()> {
+pub fn write_size(
+    dataset_dir: impl Into<DatasetDir>,
+    rows: &[HypothesisSizeRow],
+    plan: &TestPlan,
+) -> Result<()> {
     let plan_json =
         serde_json::to_string(plan).map_err(|e| SqlError::Invalid(format!("test plan: {e}")))?;
     let metadata = vec![
@@ -200,7 +205,7 @@ pub fn write_size(dataset_dir: &Path, rows: &[HypothesisSizeRow], plan: &TestPla
         ),
         (META_TOOL_VERSION.to_string(), TOOL_VERSION.to_string()),
     ];
-    DatasetDir::new(dataset_dir).write_table(FILE_STEM, rows, &metadata)?;
+    dataset_dir.into().write_table(FILE_STEM, rows, &metadata)?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
@@ -88,6 +89,50 @@ fn process_alive(pid: u32) -> Option<bool> {
     }
 }
 
+/// The writer settings of every dataset file: Snappy, with `metadata` as key-value metadata.
+fn writer_properties(metadata: &[(String, String)]) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_key_value_metadata(Some(
+            metadata
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                .collect(),
+        ))
+        .build()
+}
+
+/// Writes `batches` as Parquet into `sink` and hands it back.
+fn write_parquet_to<W: Write + Send>(
+    path: &Path,
+    sink: W,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    metadata: &[(String, String)],
+) -> Result<W, DatasetError> {
+    let pq = |source| DatasetError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut writer =
+        ArrowWriter::try_new(sink, schema, Some(writer_properties(metadata))).map_err(pq)?;
+    for batch in batches {
+        writer.write(batch).map_err(pq)?;
+    }
+    writer.into_inner().map_err(pq)
+}
+
+/// `batches` as the bytes of one Parquet file (for an object store, where a file is sent
+/// whole); `path` names it in errors.
+pub fn encode_parquet(
+    path: &Path,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    metadata: &[(String, String)],
+) -> Result<Vec<u8>, DatasetError> {
+    write_parquet_to(path, Vec::new(), schema, batches, metadata)
+}
+
 /// Writes `batches` to `path` as one Parquet file, atomically: the bytes go to a hidden
 /// temporary file in the same directory, which is synced and then renamed over `path`.
 /// `metadata` becomes the file's key-value metadata.
@@ -102,24 +147,7 @@ pub fn write_parquet_atomic(
         source,
     };
     write_atomic_with(path, io, |file| {
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_key_value_metadata(Some(
-                metadata
-                    .iter()
-                    .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                    .collect(),
-            ))
-            .build();
-        let pq = |source| DatasetError::Parquet {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq)?;
-        for batch in batches {
-            writer.write(batch).map_err(pq)?;
-        }
-        let mut file = writer.into_inner().map_err(pq)?;
+        let mut file = write_parquet_to(path, file, schema, batches, metadata)?;
         file.flush().map_err(io)?;
         Ok(file)
     })
@@ -232,21 +260,63 @@ pub fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, DatasetError> {
         .collect()
 }
 
+/// All record batches of a Parquet file held in memory (`path` names it in errors).
+pub fn batches_from_bytes(path: &Path, bytes: Bytes) -> Result<Vec<RecordBatch>, DatasetError> {
+    let pq = |source| DatasetError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(pq)?
+        .build()
+        .map_err(pq)?;
+    reader
+        .map(|b| {
+            b.map_err(|source| DatasetError::ReadArrow {
+                path: path.to_path_buf(),
+                source,
+            })
+        })
+        .collect()
+}
+
 /// The key-value metadata of a Parquet file, or `None` if it cannot be read as Parquet.
 pub fn read_metadata(path: &Path) -> Option<Vec<(String, String)>> {
     let file = File::open(path).ok()?;
     let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
     use parquet::file::reader::FileReader;
-    let kv = reader
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()?
-        .clone();
+    key_values(reader.metadata())
+}
+
+fn key_values(meta: &parquet::file::metadata::ParquetMetaData) -> Option<Vec<(String, String)>> {
+    let kv = meta.file_metadata().key_value_metadata()?.clone();
     Some(
         kv.into_iter()
             .map(|k| (k.key, k.value.unwrap_or_default()))
             .collect(),
     )
+}
+
+/// The length of the metadata a Parquet file's last bytes `tail` announce (its footer: the
+/// metadata length and `PAR1`); `None` when `tail` does not end like a Parquet file.
+pub fn footer_metadata_len(tail: &[u8]) -> Option<usize> {
+    let n = tail.len();
+    if n < 8 || &tail[n - 4..] != b"PAR1" {
+        return None;
+    }
+    let len = u32::from_le_bytes(tail[n - 8..n - 4].try_into().ok()?);
+    usize::try_from(len).ok()
+}
+
+/// The key-value metadata from the last bytes of a Parquet file (at least its metadata and
+/// footer), or `None` if they are not Parquet.
+pub fn metadata_from_footer(tail: &[u8]) -> Option<Vec<(String, String)>> {
+    let len = footer_metadata_len(tail)?;
+    let end = tail.len() - 8;
+    let start = end.checked_sub(len)?;
+    let meta =
+        parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&tail[start..end]).ok()?;
+    key_values(&meta)
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //!   unit complete, and the configuration hash a resumed run compares).
 //! - [`files`] owns atomic writes, temporary names and listing a table's files;
 //!   [`DatasetDir`] reads rows back.
+//! - [`store`] owns where a dataset lives: a local directory or an object store prefix
+//!   (`s3://`, `gs://`, `az://`); [`DatasetDir`] writes and reads either the same way.
 //! - [`aggregates`] names the SQL result tables and the columns other crates read from them.
 //!
 //! No other crate matches a column of these tables by name.
@@ -32,6 +34,7 @@ pub mod hypothesis;
 pub mod hypothesis_size;
 pub mod matrices;
 pub mod models;
+pub mod store;
 pub mod unit;
 
 use std::path::{Path, PathBuf};
@@ -46,7 +49,8 @@ pub use hypothesis::HypothesisRow;
 pub use hypothesis_size::HypothesisSizeRow;
 pub use matrices::{MatrixKey, MatrixRow, SpectrumRow};
 pub use models::{FileRecord, ModelRow};
-pub use unit::{DatasetDir, Unit, UnitMeta, UnitStatus};
+pub use store::LocationError;
+pub use unit::{DatasetDir, Unit, UnitMeta, UnitStatus, UnitWriteError, UnitWriter};
 
 /// Errors writing or reading dataset files; each names the file or table.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +78,12 @@ pub enum DatasetError {
         path: PathBuf,
         #[source]
         source: arrow_schema::ArrowError,
+    },
+    #[error("object store, {url}: {source}")]
+    Store {
+        url: String,
+        #[source]
+        source: object_store::Error,
     },
     #[error("cannot build table `{table}`: {source}")]
     Arrow {
