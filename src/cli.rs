@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use attn_spectra::shard::Shard;
 use attn_spectra::spectral::{BackendChoice, Precision};
 use clap::{Args, Parser, Subcommand};
 
@@ -46,6 +47,11 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Run a stage of a pipeline file (or `all` of them in order).
     Run(RunArgs),
+    /// List every unit (model x revision) of a pipeline file with its index, its status in
+    /// the dataset (done, todo, failed, other-config: done under another configuration) and
+    /// its size where known locally (source files, Hugging Face cache; no network). How to
+    /// size a sweep's array and see what is missing.
+    Plan(PlanArgs),
     /// Run SQL (DataFusion) over a dataset: every table directory (models, matrices, spectra,
     /// failures, hypothesis, the aggregate results) is registered under its name, so
     /// `SELECT kind, avg(spectral_norm) FROM matrices GROUP BY kind` and
@@ -107,6 +113,57 @@ pub struct RunArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Take only shard K of N (for `fetch` and `extract`): the units (model x revision, in
+    /// file order, numbered from 0) whose index mod N is K, K numbered from 0. `auto` reads a
+    /// Slurm array task's SLURM_ARRAY_TASK_ID with SLURM_ARRAY_TASK_COUNT (or _MIN/_MAX), or
+    /// a Kubernetes Indexed Job's JOB_COMPLETION_INDEX with ATTN_SPECTRA_SHARD_COUNT. Shards
+    /// can write into one dataset at the same time; run aggregate, test and report after all
+    /// of them.
+    #[arg(long, value_name = "K/N|auto", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+}
+
+/// `--shard K/N` or `--shard auto` (from the scheduler's environment); a bad value is a
+/// usage error (exit code 2) before anything is written.
+fn parse_shard(arg: &str) -> Result<Shard, String> {
+    Shard::parse(arg, |name| std::env::var(name).ok()).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The pipeline file.
+    #[arg(long, short, default_value = "pipelines/labs.toml")]
+    pub pipeline: PathBuf,
+    /// The dataset directory [default: data/<pipeline name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// How to print the units.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: PlanFormat,
+    /// Show only shard K of N (as `pipeline run extract --shard` would take it).
+    #[arg(long, value_name = "K/N|auto", value_parser = parse_shard, conflicts_with = "shards")]
+    pub shard: Option<Shard>,
+    /// Add a column saying which of N shards each unit goes to.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub shards: Option<u64>,
+    /// The backend the run will use (it is part of the configuration hash) [default: the
+    /// pipeline's].
+    #[arg(long)]
+    pub backend: Option<BackendChoice>,
+    /// The precision the run will use [default: the pipeline's].
+    #[arg(long)]
+    pub precision: Option<Precision>,
+}
+
+/// Output formats of `pipeline plan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    /// An aligned text table and a summary line.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// One JSON array of units.
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use attn_spectra::dataset::DatasetDir;
-use attn_spectra::pipeline::Pipeline;
+use attn_spectra::pipeline::{ModelEntry, Pipeline};
 
 use crate::cli::RunArgs;
 use crate::progress::Progress;
@@ -23,6 +23,17 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// The units this run takes, with their indices: all of the pipeline's, or those of
+    /// `--shard`.
+    pub fn units(&self) -> impl Iterator<Item = (usize, &ModelEntry)> {
+        let shard = self.args.shard;
+        self.pipeline
+            .models
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| shard.is_none_or(|s| s.contains(*i)))
+    }
+
     /// Loads the pipeline file and opens the dataset (`--out`, or `data/<pipeline name>`):
     /// creates a local directory, or checks that an object store's bucket exists.
     pub fn new(args: &'a RunArgs) -> Result<Context<'a>> {

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Plan(args) => commands::plan::run(args),
         Command::Sql(args) => commands::sql::run(args),
     };
     match result {
@@ -40,12 +41,14 @@ fn main() -> ExitCode {
                 err.downcast_ref::<attn_spectra_demo::DemoError>(),
                 Some(attn_spectra_demo::DemoError::Conflict { .. })
             );
+            // And a flag that does not fit the command (`--shard` with a stage it cannot cut).
+            let usage = err.downcast_ref::<commands::Usage>().is_some();
             // And a dataset location that cannot be used: an unknown URL scheme, missing
             // credentials, a bucket that does not exist.
             let bad_location = err
                 .downcast_ref::<attn_spectra::dataset::LocationError>()
                 .is_some_and(|e| e.is_usage());
-            ExitCode::from(if bad_query || demo_clash || bad_location {
+            ExitCode::from(if bad_query || demo_clash || usage || bad_location {
                 2
             } else {
                 1

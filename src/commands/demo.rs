@@ -26,6 +26,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         offline: true,
         remote: false,
         quiet: args.quiet,
+        shard: None,
     };
     crate::commands::run::run(&run)
 }

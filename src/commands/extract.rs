@@ -4,10 +4,10 @@
 //! (`attn_spectra::extract::extract_unit`) and written as one unit
 //! (`attn_spectra::dataset::DatasetDir::write_unit`, on a background thread: `UnitWriter`, so
 //! that writing or uploading a unit overlaps with computing the next). A model whose unit is
-//! complete with the
-//! same configuration hash is skipped (a resumed run), unless `--force`. A model that fails
+//! complete with the same configuration hash is skipped (a resumed run), unless `--force`. A model that fails
 //! gets a row in failures/ and the run goes on; the stage fails at the end, listing the
-//! failures.
+//! failures. With `--shard K/N` only that shard's units are taken
+//! (`attn_spectra::shard`); shards may write into one dataset at the same time.
 
 use std::time::Instant;
 
@@ -76,7 +76,17 @@ pub fn extract(ctx: &Context) -> Result<Summary> {
         precision: ctx.args.precision.unwrap_or(p.analysis.precision),
     };
     let mut hubs = Hubs::new(ctx.args.offline, !ctx.args.quiet);
-    let models_bar = ctx.progress.bar(p.models.len() as u64, "models");
+    let units: Vec<_> = ctx.units().collect();
+    if let Some(shard) = ctx.args.shard {
+        ctx.progress.println(format!(
+            "shard {shard}: {} of the pipeline's {} units (those whose index mod {} is {})",
+            units.len(),
+            p.models.len(),
+            shard.n,
+            shard.k
+        ));
+    }
+    let models_bar = ctx.progress.bar(units.len() as u64, "models");
     let mut summary = Summary {
         extracted: 0,
         up_to_date: 0,
@@ -85,7 +95,7 @@ pub fn extract(ctx: &Context) -> Result<Summary> {
     // Units are written (uploaded, for an object store) on a background thread while the
     // next model computes; at most one more unit waits in the queue.
     let writer = ds.unit_writer(1);
-    for model in &p.models {
+    for (_, model) in units {
         let meta = UnitMeta::new(p, p.unit_hash(model, &selected.name, plan.precision));
         models_bar.set_message(format!("{}@{}", model.id, model.revision));
         if !ctx.args.force && ds.is_complete(&model.id, &model.revision, &meta.config_hash) {

@@ -1,5 +1,6 @@
 //! `pipeline run fetch`: download what extraction needs for every Hub model of the pipeline
-//! into the Hugging Face cache (models with a local `source` are skipped).
+//! into the Hugging Face cache (models with a local `source` are skipped); with `--shard`, of
+//! that shard's units only.
 
 use anyhow::{Result, bail};
 
@@ -10,7 +11,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     let mut hubs = Hubs::new(ctx.args.offline, !ctx.args.quiet);
     let mut failures = Vec::new();
     let (mut fetched_n, mut bytes) = (0, 0u64);
-    for model in &ctx.pipeline.models {
+    for (_, model) in ctx.units() {
         if model.source.is_some() {
             ctx.progress.println(format!(
                 "  local    {}: source {}",

@@ -7,10 +7,19 @@ use attn_spectra::dataset::{
 };
 
 use crate::cli::{RunArgs, Stage};
-use crate::commands::{aggregate, extract, fetch, report, test};
+use crate::commands::{Usage, aggregate, extract, fetch, report, test};
 use crate::context::Context;
 
 pub fn run(args: &RunArgs) -> Result<()> {
+    if let Some(shard) = args.shard
+        && !matches!(args.stage, Stage::Fetch | Stage::Extract)
+    {
+        // Checked before the dataset directory is created: a usage error writes nothing.
+        return Err(Usage(format!(
+            "`--shard {shard}` applies to `run fetch` and `run extract` only: aggregate, test and report read every unit, so run them once after all shards"
+        ))
+        .into());
+    }
     let ctx = Context::new(args)?;
     match args.stage {
         Stage::Fetch => fetch::run(&ctx),

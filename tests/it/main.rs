@@ -7,3 +7,5 @@ mod hub;
 mod inspect;
 mod run;
 mod s3;
+mod slurm;
+mod sweep;

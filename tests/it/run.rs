@@ -131,15 +131,16 @@ fn run_all_on_the_demo_pipeline_writes_every_table_and_the_report() {
     let pngs = files_with_suffix(&report.join("figures"), ".png");
     assert!(pngs.len() >= 4, "{pngs:?}");
 
-    // Seven fixture models, one file per model in each core table.
+    // Seven fixture models, the pythia-like one at two revisions: one file per unit (model
+    // and revision) in each core table.
     let models = sql_json(
         &out_dir,
-        "SELECT model, lab, architecture FROM models ORDER BY model",
+        "SELECT model, revision, lab, architecture FROM models ORDER BY model, revision",
     );
-    assert_eq!(models.len(), 7, "{models:?}");
+    assert_eq!(models.len(), 8, "{models:?}");
     assert_eq!(
         files_with_suffix(&out_dir.join("matrices"), ".parquet").len(),
-        7
+        8
     );
 
     // Internal consistency the SQL can check: the largest singular value of each spectrum
@@ -147,12 +148,13 @@ fn run_all_on_the_demo_pipeline_writes_every_table_and_the_report() {
     // circuits).
     let bad = sql_json(
         &out_dir,
-        "WITH s AS (SELECT model, layer, head, kind, array_length(singular_values) AS n, \
-                singular_values[1] AS top FROM spectra) \
+        "WITH s AS (SELECT model, revision, layer, head, kind, \
+                array_length(singular_values) AS n, singular_values[1] AS top FROM spectra) \
          SELECT m.model, m.layer, m.head, m.kind, m.rows, m.cols, s.n, s.top, m.spectral_norm \
-         FROM matrices m JOIN s ON m.model = s.model AND m.layer = s.layer AND m.kind = s.kind \
+         FROM matrices m JOIN s ON m.model = s.model AND m.revision = s.revision \
+              AND m.layer = s.layer AND m.kind = s.kind \
               AND (m.head = s.head OR (m.head IS NULL AND s.head IS NULL)) \
-         JOIN models d ON d.model = m.model \
+         JOIN models d ON d.model = m.model AND d.revision = m.revision \
          WHERE abs(s.top - m.spectral_norm) > 1e-12 * m.spectral_norm \
             OR (m.kind IN ('OV', 'QK') AND s.n <> d.d_head) \
             OR (m.kind NOT IN ('OV', 'QK') AND s.n <> CASE WHEN m.rows < m.cols THEN m.rows ELSE m.cols END)",
@@ -175,7 +177,8 @@ fn run_all_on_the_demo_pipeline_writes_every_table_and_the_report() {
 
     // The hypothesis table: the seed's two tests are there, with 3 EleutherAI fixture models
     // against 4 others. U and the exact one-sided p are recomputed here from the per-layer
-    // spectral norms in matrices/, by enumerating all C(7, 3) = 35 splits of the model means.
+    // spectral norms in matrices/, by enumerating all C(7, 3) = 35 splits of the model means;
+    // the pythia-like model counts once, at its largest training step (step143000).
     let h = sql_json(
         &out_dir,
         "SELECT metric, kind, n_a, n_b, u_statistic, p_value FROM hypothesis \
@@ -192,8 +195,9 @@ fn run_all_on_the_demo_pipeline_writes_every_table_and_the_report() {
             &out_dir,
             &format!(
                 "SELECT d.lab, m.model, m.layer, m.spectral_norm FROM matrices m \
-                 JOIN models d ON d.model = m.model \
-                 WHERE m.kind = '{kind}' AND m.head IS NULL ORDER BY m.model, m.layer"
+                 JOIN models d ON d.model = m.model AND d.revision = m.revision \
+                 WHERE m.kind = '{kind}' AND m.head IS NULL AND m.revision <> 'step1000' \
+                 ORDER BY m.model, m.layer"
             ),
         );
         let mut per_model: std::collections::BTreeMap<(bool, String), Vec<f64>> =
@@ -232,7 +236,7 @@ fn run_all_on_the_demo_pipeline_writes_every_table_and_the_report() {
     // the shipped SQL writes.
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(
-        md.contains("`model_summary.w_v_mean` agrees with the W_V Mean above for 7 model(s)"),
+        md.contains("`model_summary.w_v_mean` agrees with the W_V Mean above for 8 model(s)"),
         "the report's model_summary cross-check did not run:\n{md}"
     );
 
@@ -249,7 +253,7 @@ fn run_all_on_the_demo_pipeline_writes_every_table_and_the_report() {
     let (_, stderr) = text(&again);
     assert!(again.status.success(), "{stderr}");
     assert!(
-        stderr.contains("0 extracted, 7 up to date"),
+        stderr.contains("0 extracted, 8 up to date"),
         "resumed run: {stderr}"
     );
 }
@@ -618,13 +622,7 @@ fn trajectory_table_and_figure_for_a_model_at_two_steps() {
     for stage in ["extract", "aggregate", "report"] {
         let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
             .current_dir(root())
-            .args([
-                "run",
-                stage,
-                "--pipeline",
-                "pipelines/demo-steps.toml",
-                "--out",
-            ])
+            .args(["run", stage, "--pipeline", "pipelines/demo.toml", "--out"])
             .arg(&out_dir)
             .arg("--quiet")
             .output()
@@ -632,7 +630,8 @@ fn trajectory_table_and_figure_for_a_model_at_two_steps() {
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{stage}: {stdout}\n{stderr}");
     }
-    // Two revisions x six kinds x two layers, steps parsed from the revision names.
+    // The demo's pythia-like fixture is its one model at two revisions: two revisions x six
+    // kinds x two layers, steps parsed from the revision names.
     let rows = sql_json(
         &out_dir,
         "SELECT revision, step, kind, layer, depth, spectral_norm FROM trajectory \

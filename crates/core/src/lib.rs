@@ -27,8 +27,10 @@ pub mod geometry;
 pub mod kind;
 pub mod matrix;
 pub mod pipeline;
+pub mod shard;
 pub mod spectral;
 pub mod stats;
+pub mod sweep;
 
 pub use arch::{ArchError, Architecture};
 pub use attention::LayerAttention;

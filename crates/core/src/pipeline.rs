@@ -12,7 +12,8 @@
 //!
 //! [[models]]
 //! id = "EleutherAI/pythia-160m"   # a Hub id, or a local name when `source` is given
-//! revision = "main"
+//! revision = "main"               # one revision, or a sweep:
+//! # revisions = ["main", "step0", { format = "step{}", from = 1000, to = 143000, step = 1000 }]
 //! source = "../checkpoints/pythia"  # optional; relative to this file
 //! lab = "EleutherAI"
 //! heritage = "DAMPENER"
@@ -28,6 +29,16 @@
 //!
 //! Unknown keys and bad values are errors naming the key and the file. `circuits` (a boolean)
 //! is accepted in `[analysis]` as shorthand for adding OV and QK to `kinds`.
+//!
+//! # Units and revision sweeps
+//!
+//! A model entry names one revision (`revision`, default `main`) or several (`revisions`, a
+//! list whose items are revision names or range tables `{ format = "step{}", from = A, to = B,
+//! step = S }`, expanded to `format` with `{}` replaced by A, A+S, ... up to B inclusive; a
+//! single range table is accepted without the list). Each (model, revision) is one *unit*:
+//! [`Pipeline::models`] holds the units in file order, a model's revisions in the order
+//! written, and a unit's index is its position there (what `pipeline plan` prints and what
+//! shards are cut from, see [`crate::shard`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -57,6 +68,10 @@ pub enum PipelineError {
         problem: String,
     },
 }
+
+/// The most units (model x revision) a pipeline file may expand to: a bound on what a range
+/// table can make the parser allocate, far above any real sweep (Pythia's atlas is 1,232).
+pub const MAX_UNITS: usize = 100_000;
 
 /// Markers understood by the report (matplotlib's names).
 pub const MARKERS: &[&str] = &["o", "s", "^", "v", "D", "x", "+", "*", "<", ">"];
@@ -91,6 +106,8 @@ struct RawAnalysis {
 struct RawModel {
     id: String,
     revision: Option<String>,
+    /// A list of revision names and range tables, or one range table (see the module docs).
+    revisions: Option<toml::Value>,
     source: Option<String>,
     gguf: Option<String>,
     lab: Option<String>,
@@ -348,16 +365,28 @@ impl Pipeline {
             if m.id.trim().is_empty() {
                 return Err(bad(&key("id"), "must not be empty".into()));
             }
-            let revision = m.revision.unwrap_or_else(|| "main".into());
-            if revision.trim().is_empty() {
-                return Err(bad(&key("revision"), "must not be empty".into()));
-            }
-            if !seen.insert((m.id.clone(), revision.clone())) {
-                return Err(bad(
-                    &key("id"),
-                    format!("`{}` at revision `{revision}` is listed twice", m.id),
-                ));
-            }
+            let revision_key = if m.revisions.is_some() {
+                key("revisions")
+            } else {
+                key("id")
+            };
+            let revisions = match (m.revision, m.revisions) {
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        &key("revisions"),
+                        "give either `revision` or `revisions`, not both".into(),
+                    ));
+                }
+                (Some(r), None) => {
+                    if r.trim().is_empty() {
+                        return Err(bad(&key("revision"), "must not be empty".into()));
+                    }
+                    vec![r]
+                }
+                (None, Some(v)) => expand_revisions(&v, &key("revisions"), models.len())
+                    .map_err(|(k, problem)| bad(&k, problem))?,
+                (None, None) => vec!["main".into()],
+            };
             if let Some(color) = &m.color {
                 let hex = color.strip_prefix('#').unwrap_or("");
                 if hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -380,16 +409,33 @@ impl Pipeline {
             {
                 return Err(bad(&key("gguf"), format!("`{g}` is not a .gguf file name")));
             }
-            models.push(ModelEntry {
-                id: m.id,
-                revision,
-                source: m.source.map(|s| base.join(s)),
-                gguf: m.gguf,
-                lab: m.lab,
-                heritage: m.heritage,
-                color: m.color,
-                marker: m.marker,
-            });
+            let source = m.source.map(|s| base.join(s));
+            for revision in revisions {
+                if !seen.insert((m.id.clone(), revision.clone())) {
+                    return Err(bad(
+                        &revision_key,
+                        format!("`{}` at revision `{revision}` is listed twice", m.id),
+                    ));
+                }
+                if models.len() >= MAX_UNITS {
+                    return Err(bad(
+                        &key("revisions"),
+                        format!(
+                            "the file expands to more than {MAX_UNITS} units (model x revision)"
+                        ),
+                    ));
+                }
+                models.push(ModelEntry {
+                    id: m.id.clone(),
+                    revision,
+                    source: source.clone(),
+                    gguf: m.gguf.clone(),
+                    lab: m.lab.clone(),
+                    heritage: m.heritage.clone(),
+                    color: m.color.clone(),
+                    marker: m.marker.clone(),
+                });
+            }
         }
         let test = match raw.test {
             None => TestPlan::default(),
@@ -474,6 +520,143 @@ impl Pipeline {
         });
         hex(&Sha256::digest(doc.to_string().as_bytes()))
     }
+}
+
+/// The revisions of one `revisions` value (a list of names and range tables, or one range
+/// table), in the order written. `key` names the value in errors (`models[i].revisions`);
+/// `units_before` counts the units already listed, for [`MAX_UNITS`]. Errors are (key,
+/// problem).
+fn expand_revisions(
+    value: &toml::Value,
+    key: &str,
+    units_before: usize,
+) -> Result<Vec<String>, (String, String)> {
+    let items: Vec<(String, &toml::Value)> = match value {
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(j, v)| (format!("{key}[{j}]"), v))
+            .collect(),
+        toml::Value::Table(_) => vec![(key.to_string(), value)],
+        other => {
+            return Err((
+                key.to_string(),
+                format!(
+                    "expected a list of revisions or a range table {{ format = \"step{{}}\", from = 0, to = 1000, step = 100 }}, found a {}",
+                    other.type_str()
+                ),
+            ));
+        }
+    };
+    if items.is_empty() {
+        return Err((key.to_string(), "name at least one revision".into()));
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (item_key, item) in items {
+        let expanded = match item {
+            toml::Value::String(name) => {
+                if name.trim().is_empty() {
+                    return Err((item_key, "a revision must not be empty".into()));
+                }
+                vec![name.clone()]
+            }
+            toml::Value::Table(t) => {
+                let budget = MAX_UNITS.saturating_sub(units_before + out.len());
+                expand_range(t, &item_key, budget)?
+            }
+            other => {
+                return Err((
+                    item_key,
+                    format!(
+                        "expected a revision name or a range table, found a {}",
+                        other.type_str()
+                    ),
+                ));
+            }
+        };
+        for revision in expanded {
+            if !seen.insert(revision.clone()) {
+                return Err((item_key, format!("revision `{revision}` is listed twice")));
+            }
+            out.push(revision);
+        }
+    }
+    Ok(out)
+}
+
+/// The revisions of one range table `{ format, from, to, step }` (step defaults to 1; `to`
+/// is included when the steps reach it). At most `budget` revisions.
+fn expand_range(
+    table: &toml::Table,
+    key: &str,
+    budget: usize,
+) -> Result<Vec<String>, (String, String)> {
+    let err = |field: &str, problem: String| (format!("{key}.{field}"), problem);
+    for field in table.keys() {
+        if !matches!(field.as_str(), "format" | "from" | "to" | "step") {
+            return Err(err(
+                field,
+                "unknown key; a range table has format, from, to and step".into(),
+            ));
+        }
+    }
+    let format = match table.get("format") {
+        Some(toml::Value::String(f)) => f,
+        Some(other) => {
+            return Err(err(
+                "format",
+                format!(
+                    "expected a string like \"step{{}}\", found a {}",
+                    other.type_str()
+                ),
+            ));
+        }
+        None => return Err(err("format", "missing (for example \"step{}\")".into())),
+    };
+    if format.matches("{}").count() != 1 {
+        return Err(err(
+            "format",
+            format!("`{format}` must contain `{{}}` exactly once, where the number goes"),
+        ));
+    }
+    let int = |field: &str, default: Option<i64>| -> Result<u64, (String, String)> {
+        match table.get(field) {
+            Some(toml::Value::Integer(i)) if *i >= 0 => Ok(*i as u64),
+            Some(toml::Value::Integer(i)) => Err(err(field, format!("{i} is negative"))),
+            Some(other) => Err(err(
+                field,
+                format!("expected an integer, found a {}", other.type_str()),
+            )),
+            None => default
+                .map(|d| d as u64)
+                .ok_or_else(|| err(field, "missing".into())),
+        }
+    };
+    let from = int("from", None)?;
+    let to = int("to", None)?;
+    let step = int("step", Some(1))?;
+    if step == 0 {
+        return Err(err("step", "must be at least 1".into()));
+    }
+    if from > to {
+        return Err(err(
+            "from",
+            format!("from = {from} is greater than to = {to}"),
+        ));
+    }
+    let count = (to - from) / step + 1;
+    if count > budget as u64 {
+        return Err((
+            key.to_string(),
+            format!(
+                "the range makes {count} revisions; a pipeline file may expand to at most {MAX_UNITS} units"
+            ),
+        ));
+    }
+    Ok((0..count)
+        .map(|i| format.replacen("{}", &(from + i * step).to_string(), 1))
+        .collect())
 }
 
 /// Lower-case hexadecimal of bytes.
@@ -575,6 +758,121 @@ id = "gpt2"
         }
     }
 
+    fn revisions_of(p: &Pipeline) -> Vec<String> {
+        p.models.iter().map(|m| m.revision.clone()).collect()
+    }
+
+    #[test]
+    fn revision_sweeps_expand_to_units_in_order() {
+        let p = parse(
+            "name = \"t\"\n[[models]]\nid = \"a\"\nlab = \"L\"\nrevisions = [\"main\", \"step0\", { format = \"step{}\", from = 1000, to = 3500, step = 1000 }, \"step4000\"]\n[[models]]\nid = \"b\"\nrevisions = { format = \"v{}-x\", from = 1, to = 3 }\n[[models]]\nid = \"c\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            revisions_of(&p),
+            [
+                "main", "step0", "step1000", "step2000", "step3000", "step4000", "v1-x", "v2-x",
+                "v3-x", "main"
+            ]
+        );
+        assert!(
+            p.models[..6]
+                .iter()
+                .all(|m| m.id == "a" && m.lab.as_deref() == Some("L"))
+        );
+        assert_eq!(p.models[6].id, "b");
+        // Each unit has its own configuration hash.
+        assert_ne!(p.config_hash(&p.models[0]), p.config_hash(&p.models[1]));
+        // A range whose steps land on `to` includes it; a one-element range is allowed.
+        let p = parse("name = \"t\"\n[[models]]\nid = \"a\"\nrevisions = [{ format = \"s{}\", from = 5, to = 5, step = 7 }]\n").unwrap();
+        assert_eq!(revisions_of(&p), ["s5"]);
+    }
+
+    #[test]
+    fn bad_sweeps_name_the_key_and_the_file() {
+        let model = |rest: &str| format!("name = \"t\"\n[[models]]\nid = \"a\"\n{rest}\n");
+        for (rest, key, words) in [
+            (
+                "revisions = { format = \"step{}\", from = 0, to = 10, step = 0 }",
+                "models[0].revisions.step",
+                "at least 1",
+            ),
+            (
+                "revisions = [\"main\", { format = \"step{}\", from = 10, to = 0 }]",
+                "models[0].revisions[1].from",
+                "greater than to",
+            ),
+            (
+                "revisions = [{ format = \"step\", from = 0, to = 1 }]",
+                "models[0].revisions[0].format",
+                "exactly once",
+            ),
+            (
+                "revisions = [{ format = \"s{}{}\", from = 0, to = 1 }]",
+                "models[0].revisions[0].format",
+                "exactly once",
+            ),
+            (
+                "revisions = [{ from = 0, to = 1 }]",
+                "models[0].revisions[0].format",
+                "missing",
+            ),
+            (
+                "revisions = [{ format = \"s{}\", to = 1 }]",
+                "models[0].revisions[0].from",
+                "missing",
+            ),
+            (
+                "revisions = [{ format = \"s{}\", from = -1, to = 1 }]",
+                "models[0].revisions[0].from",
+                "negative",
+            ),
+            (
+                "revisions = [{ format = \"s{}\", from = 0, to = 1, stride = 1 }]",
+                "models[0].revisions[0].stride",
+                "unknown key",
+            ),
+            (
+                "revisions = [\"step2\", { format = \"step{}\", from = 0, to = 4, step = 2 }]",
+                "models[0].revisions[1]",
+                "`step2` is listed twice",
+            ),
+            (
+                "revisions = [\"main\", \"main\"]",
+                "models[0].revisions[1]",
+                "twice",
+            ),
+            ("revisions = []", "models[0].revisions", "at least one"),
+            ("revisions = [\"\"]", "models[0].revisions[0]", "empty"),
+            ("revisions = [3]", "models[0].revisions[0]", "integer"),
+            ("revisions = \"main\"", "models[0].revisions", "list"),
+            (
+                "revision = \"main\"\nrevisions = [\"step1\"]",
+                "models[0].revisions",
+                "not both",
+            ),
+            (
+                "revisions = { format = \"s{}\", from = 0, to = 10000000 }",
+                "models[0].revisions",
+                "at most",
+            ),
+        ] {
+            let e = parse(&model(rest)).unwrap_err().to_string();
+            assert!(
+                e.contains("pipelines/t.toml")
+                    && e.contains(&format!("`{key}`"))
+                    && e.contains(words),
+                "{rest}: {e}"
+            );
+        }
+        // The same (model, revision) through two entries.
+        let e = parse("name = \"t\"\n[[models]]\nid = \"a\"\nrevision = \"step1\"\n[[models]]\nid = \"a\"\nrevisions = { format = \"step{}\", from = 0, to = 2 }\n").unwrap_err().to_string();
+        assert!(
+            e.contains("`models[1].revisions`") && e.contains("step1"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn circuits_shorthand() {
         let p = parse("name = \"t\"\n[analysis]\nkinds = [\"W_V\"]\ncircuits = true\n").unwrap();
@@ -613,6 +911,17 @@ mod shipped {
                 .count(),
             3
         );
+        let atlas = Pipeline::load(&dir.join("pythia-atlas.toml")).unwrap();
+        assert_eq!(atlas.models.len(), 8 * 154);
+        assert_eq!(
+            atlas.models[..3]
+                .iter()
+                .map(|m| m.revision.as_str())
+                .collect::<Vec<_>>(),
+            ["step0", "step1", "step2"]
+        );
+        assert_eq!(atlas.models[153].revision, "step143000");
+        assert_eq!(atlas.models[154].id, "EleutherAI/pythia-160m");
         let demo = Pipeline::load(&dir.join("demo.toml")).unwrap();
         for m in &demo.models {
             let src = m.source.as_ref().unwrap();

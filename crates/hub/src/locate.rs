@@ -120,6 +120,33 @@ impl Hubs {
     }
 }
 
+/// The bytes of `model`@`revision`'s files in the Hugging Face cache at `cache_dir` (the
+/// snapshot its ref, or the commit it names, points to), without the network; `None` when
+/// the cache has no snapshot of it. Counts what is cached, which may be fewer files than the
+/// checkpoint has.
+pub fn cached_bytes(cache_dir: &Path, model: &str, revision: &str) -> Option<u64> {
+    let repo = crate::cache::RepoCache::new(cache_dir, model);
+    let commit = if crate::cache::is_commit_sha(revision) {
+        revision.to_string()
+    } else {
+        repo.read_ref(revision)?
+    };
+    let dir = repo.snapshot_dir(&commit);
+    let mut total = 0u64;
+    let mut stack = vec![dir];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            // metadata() follows the snapshot's links to their blobs.
+            match std::fs::metadata(entry.path()) {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    Some(total)
+}
+
 /// The sha256 of a file that is a link into a Hugging Face cache's `blobs/` (LFS blobs are
 /// named by their sha256), without reading it; `None` for any other file.
 pub fn cached_blob_sha256(path: &Path) -> Option<String> {
@@ -132,6 +159,25 @@ pub fn cached_blob_sha256(path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn cached_bytes_follow_the_ref_to_the_snapshot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = crate::cache::RepoCache::new(tmp.path(), "org/m");
+        let commit = "c".repeat(40);
+        assert_eq!(cached_bytes(tmp.path(), "org/m", "main"), None);
+        repo.write_ref("main", &commit).unwrap();
+        let snap = repo.snapshot_dir(&commit);
+        std::fs::create_dir_all(snap.join("sub")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("blobs")).unwrap();
+        std::fs::write(tmp.path().join("blobs/b"), vec![1u8; 10]).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("blobs/b"), snap.join("w.safetensors")).unwrap();
+        std::fs::write(snap.join("sub/config.json"), b"{}").unwrap();
+        assert_eq!(cached_bytes(tmp.path(), "org/m", "main"), Some(12));
+        assert_eq!(cached_bytes(tmp.path(), "org/m", &commit), Some(12));
+        assert_eq!(cached_bytes(tmp.path(), "org/m", "step1"), None);
+    }
 
     #[cfg(unix)]
     #[test]

@@ -229,6 +229,36 @@ pub fn report_models<'a>(ds: &'a Dataset, styles: &[(String, Style)]) -> Vec<Rep
         .collect()
 }
 
+/// The indices of the checkpoints that count as the models of the study: each model once, at
+/// the revision `pipeline run test` uses (crates/sql's model_means.sql and lab_summary.sql):
+/// one that is not a `step<N>` branch when it has one, else its largest step, ties broken by
+/// revision name. The other revisions of a model appear in its training trajectory.
+pub fn counted(models: &[ReportModel]) -> Vec<usize> {
+    // Sort key: non-step revisions first, then larger steps, then the revision's name.
+    let key = |m: &ReportModel| {
+        let step = m
+            .info
+            .revision
+            .strip_prefix("step")
+            .and_then(|n| n.parse::<i64>().ok());
+        (
+            step.map_or(0, |_| 1),
+            std::cmp::Reverse(step),
+            m.info.revision.clone(),
+        )
+    };
+    let mut best: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, m) in models.iter().enumerate() {
+        let e = best.entry(m.info.model.as_str()).or_insert(i);
+        if key(m) < key(&models[*e]) {
+            *e = i;
+        }
+    }
+    let mut out: Vec<usize> = best.into_values().collect();
+    out.sort_unstable();
+    out
+}
+
 /// The labs in order of first appearance, each with its models' indices; a lab's colour is
 /// its first model's (as in the seed's bar chart).
 pub fn labs(models: &[ReportModel]) -> Vec<(String, Vec<usize>)> {

@@ -120,8 +120,12 @@ impl ReportOptions {
                 used.push(c.parse().map_err(|e| bad(i, &m.id, e))?);
             }
         }
-        let mut styles = Vec::with_capacity(p.models.len());
+        let mut styles: Vec<(String, Style)> = Vec::with_capacity(p.models.len());
         for (i, m) in p.models.iter().enumerate() {
+            // A model listed at several revisions has one style: its first entry's.
+            if styles.iter().any(|(id, _)| *id == m.id) {
+                continue;
+            }
             let s = Style::from_parts(m.color.as_deref(), m.marker.as_deref(), &used)
                 .map_err(|e| bad(i, &m.id, e))?;
             if m.color.is_none() {
@@ -233,6 +237,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/demo.toml");
         let p = Pipeline::load(&path).unwrap();
         let o = ReportOptions::from_pipeline(&p, 0).unwrap();
+        // Seven models; the pythia-like one is listed at two revisions and has one style.
         assert_eq!(o.styles.len(), 7);
         assert_eq!(o.styles[0].0, "fixture/pythia-like");
         assert_eq!(o.styles[0].1.color, Rgb(0xE7, 0x4C, 0x3C));

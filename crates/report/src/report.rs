@@ -473,16 +473,61 @@ fn scale_free_table(models: &[ReportModel]) -> Block {
     table(&header, rows, &numeric)
 }
 
-fn lab_average_table(models: &[ReportModel]) -> Block {
+const BASELINES: [(&str, Quantity); 4] = [
+    (
+        "W_V σ1 / MP edge",
+        Quantity::whole(MatrixKind::WV, Metric::SpectralNormOverMp),
+    ),
+    (
+        "W_O σ1 / MP edge",
+        Quantity::whole(MatrixKind::WO, Metric::SpectralNormOverMp),
+    ),
+    (
+        "W_V MP softrank",
+        Quantity::whole(MatrixKind::WV, Metric::MpSoftrank),
+    ),
+    (
+        "W_O MP softrank",
+        Quantity::whole(MatrixKind::WO, Metric::MpSoftrank),
+    ),
+];
+
+fn baseline_table(models: &[ReportModel]) -> Block {
+    let mut header = vec!["Model", "Lab"];
+    header.extend(BASELINES.iter().map(|(h, _)| *h));
+    let rows = models
+        .iter()
+        .map(|m| {
+            let mut r = vec![m.short.clone(), m.lab().to_string()];
+            r.extend(BASELINES.iter().map(|(_, q)| number(layer_mean(m, *q))));
+            r
+        })
+        .collect();
+    table(&header, rows, &[false, false, true, true, true, true])
+}
+
+fn lab_average_table(all: &[ReportModel]) -> Block {
+    // Each model once, at the revision the test uses (as sql/lab_summary.sql).
+    let counted: Vec<&ReportModel> = analysis::counted(all)
+        .into_iter()
+        .map(|i| &all[i])
+        .collect();
+    let models = counted.as_slice();
     // pandas' groupby sorts the labs; std is the sample std (ddof = 1), NaN for one model.
-    let mut groups = labs(models);
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        match groups.iter_mut().find(|(l, _)| l == m.lab()) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((m.lab().to_string(), vec![i])),
+        }
+    }
     groups.sort_by(|a, b| a.0.cmp(&b.0));
     let rows = groups
         .into_iter()
         .map(|(lab, idx)| {
             let vals = |q: Quantity| -> Vec<f64> {
                 idx.iter()
-                    .map(|i| layer_mean(&models[*i], q))
+                    .map(|i| layer_mean(models[*i], q))
                     .filter(|v| v.is_finite())
                     .collect()
             };
@@ -688,8 +733,10 @@ fn group_sizes(models: &[ReportModel], opts: &ReportOptions) -> Option<(usize, u
             .any(|l| m.info.lab.as_deref() == Some(l.as_str()))
             || t.group_a_models.contains(&m.info.model)
     };
-    let a = models.iter().filter(|m| in_a(m)).count();
-    Some((a, models.len() - a))
+    // The test counts each model once, at one revision (crates/sql's model_means.sql).
+    let counted = analysis::counted(models);
+    let a = counted.iter().filter(|&&i| in_a(&models[i])).count();
+    Some((a, counted.len() - a))
 }
 
 fn model_summary_check(table: &TextTable, models: &[ReportModel]) -> Option<String> {
@@ -957,15 +1004,29 @@ pub fn write(
     if let Some(d) = &opts.description {
         b.push(Block::Paragraph(d.clone()));
     }
+    // A model at several revisions (training checkpoints) is one model, drawn at each.
+    let distinct = |idx: &mut dyn Iterator<Item = usize>| {
+        idx.map(|i| models[i].info.model.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    let n_models = distinct(&mut (0..models.len()));
+    let checkpoints = if n_models < models.len() {
+        format!(
+            "; {} checkpoints, a model at several revisions being drawn at each",
+            models.len()
+        )
+    } else {
+        String::new()
+    };
     b.push(Block::Paragraph(format!(
-        "Generated {date} by attn-spectra-report {REPORT_VERSION} from the dataset `{}`: {} \
-         model(s) in {} lab(s) ({}).",
+        "Generated {date} by attn-spectra-report {REPORT_VERSION} from the dataset `{}`: \
+         {n_models} model(s) in {} lab(s) ({}){checkpoints}.",
         ds.dir.display(),
-        models.len(),
         lab_list.len(),
         lab_list
             .iter()
-            .map(|(l, i)| format!("{l}: {}", i.len()))
+            .map(|(l, i)| format!("{l}: {}", distinct(&mut i.iter().copied())))
             .collect::<Vec<_>>()
             .join(", ")
     )));
@@ -1046,6 +1107,19 @@ pub fn write(
         "Scale-free metrics (means over layers)".into(),
     ));
     b.push(scale_free_table(&models));
+    b.push(Block::Heading(
+        3,
+        "Random-matrix baselines (means over layers)".into(),
+    ));
+    b.push(Block::Paragraph(
+        "How far above random each projection is: its spectral norm over the Marchenko-Pastur \
+         bulk edge of a random matrix of the same shape and Frobenius norm (`spectral_norm_over_mp`; \
+         about 1 for an i.i.d. random matrix, larger where the spectrum has spikes), and \
+         WeightWatcher's `mp_softrank` (the edge over the spectral norm). Columns of `matrices/`; \
+         circuits have no baseline."
+            .into(),
+    ));
+    b.push(baseline_table(&models));
     b.push(Block::Heading(2, "Lab averages".into()));
     b.push(lab_average_table(&models));
 

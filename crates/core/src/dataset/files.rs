@@ -5,7 +5,13 @@
 //! renamed over `<name>`. The host and process id in the temporary name say whose it is:
 //! [`remove_stale_temporaries`] removes only temporaries of this host whose process is
 //! provably gone, never those of another live writer (two runs on one dataset, or one on
-//! another machine sharing the directory).
+//! another machine sharing the directory). A temporary of another host is never removed:
+//! its process cannot be checked from here, so a pid that happens to be free on this host
+//! says nothing about it. This is what lets the shards of a sweep (Slurm array tasks on
+//! several nodes, Kubernetes pods) write into one shared dataset directory: each starts
+//! with this cleanup and removes only its own host's dead writers' files. Host names must
+//! therefore differ between machines (or containers with separate process namespaces)
+//! sharing a dataset, as cluster nodes' and pods' names do.
 
 use std::fs::File;
 use std::io::Write;
@@ -195,8 +201,13 @@ pub fn remove_stale_temporaries(out: &Path) -> std::io::Result<usize> {
                 continue;
             };
             if host == me && pid != std::process::id() && process_alive(pid) == Some(false) {
-                std::fs::remove_file(entry.path())?;
-                removed += 1;
+                // Another writer of this host (a shard started beside this one) may be
+                // removing the same file now: its absence is what both want.
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }

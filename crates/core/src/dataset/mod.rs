@@ -50,7 +50,7 @@ pub use hypothesis_size::HypothesisSizeRow;
 pub use matrices::{MatrixKey, MatrixRow, SpectrumRow};
 pub use models::{FileRecord, ModelRow};
 pub use store::LocationError;
-pub use unit::{DatasetDir, Unit, UnitMeta, UnitWriteError, UnitWriter};
+pub use unit::{DatasetDir, Unit, UnitMeta, UnitStatus, UnitWriteError, UnitWriter};
 
 /// Errors writing or reading dataset files; each names the file or table.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,13 @@
 //! run redoes. [`DatasetDir::is_complete`] is the resume check: all three files present
 //! with the expected configuration hash. A model that fails gets a `failures/` file under
 //! the same stem instead ([`DatasetDir::write_failure`]), removed when the model later
-//! succeeds.
+//! succeeds. [`DatasetDir::unit_status`] says which of these states a unit is in (what
+//! `pipeline plan` prints).
+//!
+//! Concurrent writers (the shards of a sweep, on one machine or many sharing the directory)
+//! never write the same unit, and each file is written under a temporary name unique to its
+//! host and process and renamed into place, so they cannot clash; see [`files`] for the
+//! cleanup of temporaries that killed writers leave.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,6 +68,33 @@ impl UnitMeta {
             (META_TOOL_VERSION.into(), self.tool_version.clone()),
             (META_CONFIG_HASH.into(), self.config_hash.clone()),
         ]
+    }
+}
+
+/// The state of one unit in a dataset, for a given configuration hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnitStatus {
+    /// Complete with this configuration hash: a run skips it.
+    Done,
+    /// Not complete, and no failure recorded for this configuration: a run extracts it.
+    Todo,
+    /// Its last extraction with this configuration failed (the `failures/` row's error); a
+    /// run tries again.
+    Failed(String),
+    /// Complete, but under another configuration hash (another analysis setting, backend,
+    /// precision or tool version): a run recomputes it.
+    OtherConfig,
+}
+
+impl UnitStatus {
+    /// The status as one word: `done`, `todo`, `failed`, `other-config`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UnitStatus::Done => "done",
+            UnitStatus::Todo => "todo",
+            UnitStatus::Failed(_) => "failed",
+            UnitStatus::OtherConfig => "other-config",
+        }
     }
 }
 
@@ -305,6 +338,43 @@ impl DatasetDir {
             self.metadata_of(&rel(table, &stem))
                 .is_some_and(|kv| kv.iter().any(|(k, v)| k == META_CONFIG_HASH && v == hash))
         })
+    }
+
+    /// The state of the unit of `model`@`revision` for configuration hash `hash`: done
+    /// ([`DatasetDir::is_complete`]), failed under this hash, complete under another hash
+    /// (its three files present, each with one), or to do.
+    pub fn unit_status(&self, model: &str, revision: &str, hash: &str) -> UnitStatus {
+        if self.is_complete(model, revision, hash) {
+            return UnitStatus::Done;
+        }
+        let stem = file_stem(model, revision);
+        let hash_of = |table: &str| {
+            self.metadata_of(&rel(table, &stem)).and_then(|kv| {
+                kv.into_iter()
+                    .find(|(k, _)| k == META_CONFIG_HASH)
+                    .map(|(_, v)| v)
+            })
+        };
+        if hash_of(FAILURES).as_deref() == Some(hash) {
+            let error = self
+                .read_file_batches(FAILURES, &format!("{stem}.parquet"))
+                .ok()
+                .and_then(|batches| {
+                    batches
+                        .iter()
+                        .find_map(|b| FailureRow::from_batch(b).ok()?.into_iter().next())
+                })
+                .map(|r| r.error)
+                .unwrap_or_default();
+            return UnitStatus::Failed(error);
+        }
+        if [MODELS, MATRICES, SPECTRA]
+            .iter()
+            .all(|table| hash_of(table).is_some())
+        {
+            return UnitStatus::OtherConfig;
+        }
+        UnitStatus::Todo
     }
 
     /// Writes a unit: the old `models/` file is removed first, then `spectra/` and
@@ -685,6 +755,38 @@ mod tests {
         // A unit without its models/ file is not complete.
         ds.remove(&models).unwrap();
         assert!(!ds.is_complete("org/m", "main", "h1"));
+    }
+
+    #[test]
+    fn unit_status_tells_done_todo_failed_and_other_config() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ds = DatasetDir::new(tmp.path());
+        assert_eq!(ds.unit_status("org/m", "main", "h1"), UnitStatus::Todo);
+        let failure = FailureRow {
+            model: "org/m".into(),
+            revision: "main".into(),
+            stage: "extract".into(),
+            error: "boom".into(),
+            failed_at_us: 0,
+        };
+        ds.write_failure(&failure, &meta("h1")).unwrap();
+        assert_eq!(
+            ds.unit_status("org/m", "main", "h1"),
+            UnitStatus::Failed("boom".into())
+        );
+        // A failure under another configuration is no verdict on this one.
+        assert_eq!(ds.unit_status("org/m", "main", "h2"), UnitStatus::Todo);
+        ds.write_unit(&unit("org/m"), &meta("h1")).unwrap();
+        assert_eq!(ds.unit_status("org/m", "main", "h1"), UnitStatus::Done);
+        assert_eq!(
+            ds.unit_status("org/m", "main", "h2"),
+            UnitStatus::OtherConfig
+        );
+        assert_eq!(ds.unit_status("org/m", "step1", "h1"), UnitStatus::Todo);
+        // Without its models/ file (killed before the last write) the unit is to do.
+        std::fs::remove_file(ds.unit_file(MODELS, "org/m", "main")).unwrap();
+        assert_eq!(ds.unit_status("org/m", "main", "h1"), UnitStatus::Todo);
+        assert_eq!(ds.unit_status("org/m", "main", "h2"), UnitStatus::Todo);
     }
 
     #[test]

@@ -268,9 +268,10 @@ fn opcode_name(op: u8) -> &'static str {
         0x82 => "EXT1",
         0x83 => "EXT2",
         0x84 => "EXT4",
-        0x90 => "EMPTY_SET",
-        0x91 => "ADDITEMS",
-        0x92 => "FROZENSET",
+        0x8f => "EMPTY_SET",
+        0x90 => "ADDITEMS",
+        0x91 => "FROZENSET",
+        0x92 => "NEWOBJ_EX",
         0x96 => "BYTEARRAY8",
         0x97 => "NEXT_BUFFER",
         0x98 => "READONLY_BUFFER",
@@ -820,6 +821,11 @@ fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, String> {
 
 /// The tensors of a state dict, named by their keys; nested dicts of string keys are
 /// flattened with `.` (a checkpoint saved as `{"model": state_dict}`), other values ignored.
+///
+/// Work is bounded by the pickle's size: each dict is walked once, however many references
+/// to it the memo hands out. A dict reached again by another key (`{"model": sd, "ema": sd}`,
+/// or a few hundred bytes of memo references describing 2^32 paths) is not walked again:
+/// its tensors are listed under the first name it was reached by.
 pub fn state_dict_tensors(root: &Root) -> Result<Vec<(String, Rc<TensorRef>)>, String> {
     let Value::Dict(_) = &root.0 else {
         return Err(format!(
@@ -828,7 +834,8 @@ pub fn state_dict_tensors(root: &Root) -> Result<Vec<(String, Rc<TensorRef>)>, S
         ));
     };
     let mut out = Vec::new();
-    collect(&root.0, "", 0, &mut out)?;
+    let mut seen = std::collections::HashSet::new();
+    collect(&root.0, "", 0, &mut seen, &mut out)?;
     Ok(out)
 }
 
@@ -836,6 +843,7 @@ fn collect(
     v: &Value,
     prefix: &str,
     depth: usize,
+    seen: &mut std::collections::HashSet<*const RefCell<Vec<(Value, Value)>>>,
     out: &mut Vec<(String, Rc<TensorRef>)>,
 ) -> Result<(), String> {
     if depth > MAX_DEPTH {
@@ -844,6 +852,9 @@ fn collect(
     let Value::Dict(items) = v else {
         return Ok(());
     };
+    if !seen.insert(Rc::as_ptr(items)) {
+        return Ok(());
+    }
     for (k, v) in items.borrow().iter() {
         let Value::Str(k) = k else { continue };
         let name = if prefix.is_empty() {
@@ -853,7 +864,7 @@ fn collect(
         };
         match v {
             Value::Tensor(t) => out.push((name, t.clone())),
-            Value::Dict(_) => collect(v, &name, depth + 1, out)?,
+            Value::Dict(_) => collect(v, &name, depth + 1, seen, out)?,
             _ => {}
         }
     }
@@ -897,6 +908,88 @@ mod tests {
         assert!(err(b"\x80\x02K\x00K\x01K\x02s.").contains("SETITEM on an int"));
     }
 
+    /// Every opcode that imports or calls something outside the allowed globals is refused by
+    /// name: INST, OBJ, NEWOBJ, NEWOBJ_EX and the extension-registry imports EXT1/2/4 are not
+    /// interpreted at all; GLOBAL and STACK_GLOBAL resolve only torch's rebuild functions,
+    /// storage types, dtypes and OrderedDict; REDUCE calls only those; BUILD only sets a dict's
+    /// attributes.
+    #[test]
+    fn every_calling_or_importing_opcode_is_refused_by_name() {
+        for (bytes, name) in [
+            (&b"\x80\x02(X\x02\x00\x00\x00lsios\nsystem\n."[..], "INST"),
+            (
+                &b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n(o."[..],
+                "OBJ",
+            ),
+            (&b"\x80\x02ctorch\nTensor\n)\x81."[..], "NEWOBJ"),
+            (&b"\x80\x04ctorch\nTensor\n)}\x92."[..], "NEWOBJ_EX"),
+            (&b"\x80\x02\x82\x01."[..], "EXT1"),
+            (&b"\x80\x02\x83\x01\x00."[..], "EXT2"),
+            (&b"\x80\x02\x84\x01\x00\x00\x00."[..], "EXT4"),
+        ] {
+            let e = err(bytes);
+            assert!(
+                e.contains(name) && e.contains("not supported"),
+                "{name}: {e}"
+            );
+        }
+        // Globals outside the allowed set are named, through either opcode.
+        let e = err(b"\x80\x02csubprocess\nPopen\n.");
+        assert!(e.contains("`subprocess.Popen`"), "{e}");
+        let e = err(b"\x80\x04\x8c\x08builtins\x8c\x0a__import__\x93.");
+        assert!(e.contains("`builtins.__import__`"), "{e}");
+        // A torch function that is not a rebuild function is refused too.
+        let e = err(b"\x80\x02ctorch.serialization\nload\n.");
+        assert!(e.contains("`torch.serialization.load`"), "{e}");
+        // REDUCE of something that is not an allowed global, BUILD on anything but a dict.
+        assert!(err(b"\x80\x02K\x01)R.").contains("REDUCE calls an int"));
+        assert!(err(b"\x80\x02]}b.").contains("BUILD on a list"));
+    }
+
+    /// Pickles that would create a file if anything were executed (`builtins.open`,
+    /// `os.system`, `posix.system` with `touch`): each is refused by name and the file does not
+    /// exist afterwards.
+    #[test]
+    fn nothing_is_ever_executed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("pwned");
+        let path = target.to_str().unwrap();
+        let command = format!("touch {path}");
+        let unicode = |s: &str| {
+            let mut v = vec![b'X'];
+            v.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            v.extend_from_slice(s.as_bytes());
+            v
+        };
+        let mut cases = Vec::new();
+        // builtins.open(path, 'w')
+        let mut p = b"\x80\x02cbuiltins\nopen\n".to_vec();
+        p.extend(unicode(path));
+        p.extend(unicode("w"));
+        p.extend_from_slice(b"\x86R.");
+        cases.push((p, "`builtins.open`"));
+        for module in ["os", "posix"] {
+            let mut p = b"\x80\x02c".to_vec();
+            p.extend_from_slice(module.as_bytes());
+            p.extend_from_slice(b"\nsystem\n");
+            p.extend(unicode(&command));
+            p.extend_from_slice(b"\x85R.");
+            cases.push((
+                p,
+                if module == "os" {
+                    "`os.system`"
+                } else {
+                    "`posix.system`"
+                },
+            ));
+        }
+        for (p, name) in cases {
+            let e = err(&p);
+            assert!(e.contains(name), "{e}");
+            assert!(!target.exists(), "{name} was executed");
+        }
+    }
+
     #[test]
     fn builds_plain_values() {
         // {'a': [1, -2, 3.5, None, True], 'b': (b'xy', 'z')}
@@ -930,14 +1023,51 @@ mod tests {
         let p = b"\x80\x02}(X\x01\x00\x00\x00x]q\x00h\x00au.";
         let root = unpickle(p).unwrap();
         assert!(state_dict_tensors(&root).unwrap().is_empty());
-        // d = {}; d['d'] = d: nested dicts recurse until the depth limit.
+        // d = {}; d['d'] = d: the dict is walked once, not until a depth limit.
         let p = b"\x80\x02}q\x00X\x01\x00\x00\x00dh\x00s.";
         let root = unpickle(p).unwrap();
+        assert!(state_dict_tensors(&root).unwrap().is_empty());
+        // 40 distinct dicts nested one in the next stop at the depth limit.
+        let mut p = b"\x80\x02}q\x00".to_vec();
+        for i in 1..40u8 {
+            p.extend_from_slice(b"}q");
+            p.push(i);
+            p.extend_from_slice(b"X\x01\x00\x00\x00dh");
+            p.push(i - 1);
+            p.push(b's');
+        }
+        p.push(b'.');
+        let root = unpickle(&p).unwrap();
         assert!(
             state_dict_tensors(&root)
                 .unwrap_err()
-                .contains("nested deeper")
+                .contains("nested deeper than 32")
         );
+    }
+
+    /// 31 dicts, each holding the next one under two keys: 2^30 paths from 400 bytes. Each
+    /// dict is walked once, so this ends at once with the one tensor-free path.
+    #[test]
+    fn shared_dicts_are_walked_once() {
+        let mut p = b"\x80\x02}q\x00".to_vec(); // the innermost dict, memo 0
+        for i in 1..31u8 {
+            // d_i = {'a': d_{i-1}, 'b': d_{i-1}}, memo i
+            p.extend_from_slice(b"}q");
+            p.push(i);
+            p.extend_from_slice(b"(X\x01\x00\x00\x00ah");
+            p.push(i - 1);
+            p.extend_from_slice(b"X\x01\x00\x00\x00bh");
+            p.push(i - 1);
+            p.push(b'u');
+        }
+        p.push(b'.');
+        // The stack holds d_0 .. d_30; STOP returns the top, d_30.
+        let root = unpickle(&p).unwrap();
+        let Root(Value::Dict(top)) = &root else {
+            panic!("the root is not a dict")
+        };
+        assert_eq!(top.borrow().len(), 2);
+        assert!(state_dict_tensors(&root).unwrap().is_empty());
     }
 
     #[test]
