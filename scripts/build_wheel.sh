@@ -59,7 +59,8 @@ echo "wheel: $wheel ($(du -h "$wheel" | cut -f1))"
 # tag the wheel is consistent with.
 report=$(auditwheel show "$wheel")
 echo "$report"
-if ! grep -q 'consistent with the following platform tag: "manylinux_' <<<"$report"; then
+# auditwheel wraps its text to the terminal's width: join the lines before matching.
+if ! tr -s '\n ' '  ' <<<"$report" | grep -q 'consistent with the following platform tag: "manylinux_'; then
     echo "build_wheel.sh: $wheel is not manylinux-compatible" >&2
     exit 1
 fi
