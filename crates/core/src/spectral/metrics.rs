@@ -219,25 +219,7 @@ impl Metrics {
 
     /// Every metric unknown: NaN, and −1 for `num_pl_spikes`.
     pub fn unknown() -> Metrics {
-        Metrics {
-            spectral_norm: f64::NAN,
-            frobenius_norm: f64::NAN,
-            nuclear_norm: f64::NAN,
-            stable_rank: f64::NAN,
-            effective_rank: f64::NAN,
-            condition_number: f64::NAN,
-            alpha: f64::NAN,
-            alpha_xmin: f64::NAN,
-            alpha_ks: f64::NAN,
-            num_pl_spikes: -1,
-            log_norm: f64::NAN,
-            log_spectral_norm: f64::NAN,
-            alpha_weighted: f64::NAN,
-            entropy: f64::NAN,
-            mp_edge: f64::NAN,
-            spectral_norm_over_mp: f64::NAN,
-            mp_softrank: f64::NAN,
-        }
+        NAN_METRICS
     }
 
     /// A float metric by its column name; `None` for unknown names and for the integer
