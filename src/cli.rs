@@ -8,16 +8,26 @@ use attn_spectra::spectral::{BackendChoice, Precision};
 use clap::{Args, Parser, Subcommand};
 
 /// `pipeline --version`: the version and the optional features this binary was built with.
-#[cfg(feature = "torch")]
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (features: torch; backends: faer, torch-cpu, torch-cuda)"
-);
-#[cfg(not(feature = "torch"))]
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (features: none; backends: faer; build with --features torch for libtorch)"
-);
+macro_rules! version {
+    ($features:literal, $backends:literal) => {
+        concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (features: ",
+            $features,
+            "; backends: ",
+            $backends,
+            ")"
+        )
+    };
+}
+#[cfg(all(feature = "torch", feature = "cloud"))]
+const VERSION: &str = version!("cloud, torch", "faer, torch-cpu, torch-cuda");
+#[cfg(all(feature = "torch", not(feature = "cloud")))]
+const VERSION: &str = version!("torch", "faer, torch-cpu, torch-cuda");
+#[cfg(all(not(feature = "torch"), feature = "cloud"))]
+const VERSION: &str = version!("cloud", "faer; build with --features torch for libtorch");
+#[cfg(not(any(feature = "torch", feature = "cloud")))]
+const VERSION: &str = version!("none", "faer; build with --features torch for libtorch");
 
 /// Spectral analysis of transformer attention weights, from checkpoints to Parquet datasets.
 ///

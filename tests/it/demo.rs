@@ -90,6 +90,19 @@ fn version_names_the_enabled_features() {
         stdout.starts_with(&format!("pipeline {}", env!("CARGO_PKG_VERSION"))),
         "{stdout}"
     );
-    let torch = stdout.contains("features: torch");
-    assert_eq!(torch, cfg!(feature = "torch"), "{stdout}");
+    let features = stdout
+        .split("features: ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_default();
+    assert_eq!(
+        features.contains("torch"),
+        cfg!(feature = "torch"),
+        "{stdout}"
+    );
+    assert_eq!(
+        features.contains("cloud"),
+        cfg!(feature = "cloud"),
+        "{stdout}"
+    );
 }
