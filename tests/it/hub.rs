@@ -727,7 +727,10 @@ fn remote_extract_downloads_only_the_attention_bytes() {
     }
     assert_eq!(
         header_reads,
-        header_ranges.iter().map(|h| (h.clone(), 1)).collect(),
+        header_ranges
+            .iter()
+            .map(|h| (h.clone(), 1))
+            .collect::<BTreeMap<String, usize>>(),
         "header reads"
     );
     for name in header.keys().filter(|k| *k != "__metadata__") {
