@@ -134,7 +134,8 @@ pub struct PlanArgs {
     /// The pipeline file.
     #[arg(long, short, default_value = "pipelines/labs.toml")]
     pub pipeline: PathBuf,
-    /// The dataset directory [default: data/<pipeline name>].
+    /// The dataset: a directory or an object store URL (s3://bucket/prefix, gs://, az://,
+    /// file://) [default: data/<pipeline name>].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// How to print the units.

@@ -17,11 +17,11 @@ use crate::cli::{PlanArgs, PlanFormat};
 
 pub fn run(args: &PlanArgs) -> Result<()> {
     let pipeline = Pipeline::load(&args.pipeline)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("data").join(&pipeline.name));
-    let ds = DatasetDir::new(&out);
+    // A directory or an object store URL (`--out s3://...`): statuses read from the bucket.
+    let ds = match &args.out {
+        Some(out) => crate::context::open_out(out)?,
+        None => DatasetDir::new(PathBuf::from("data").join(&pipeline.name)),
+    };
     // The hash a run would compare: the backend as `auto` resolves here, the precision.
     let backend = resolve(args.backend.unwrap_or(pipeline.analysis.backend));
     let precision = args.precision.unwrap_or(pipeline.analysis.precision);
@@ -87,7 +87,7 @@ pub fn run(args: &PlanArgs) -> Result<()> {
                 summary.join(", "),
                 known.len(),
                 known.iter().sum::<u64>() as f64 / 1e6,
-                ds.root().display()
+                ds
             )?;
         }
     }

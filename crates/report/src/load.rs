@@ -120,8 +120,8 @@ pub fn load(d: &DatasetDir) -> Result<Dataset, ReportError> {
     }
     let mut ds = Dataset {
         dir: PathBuf::from(d.to_string()),
-        models: required::<ModelRow>(&d)?,
-        matrices: required::<MatrixRow>(&d)?,
+        models: required::<ModelRow>(d)?,
+        matrices: required::<MatrixRow>(d)?,
         spectra: d
             .read_where(|s: &SpectrumRow| s.key.head.is_none())?
             .unwrap_or_default(),

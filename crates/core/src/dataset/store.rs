@@ -31,7 +31,9 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use object_store::path::Path as ObjPath;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
+};
 
 use super::DatasetError;
 
@@ -200,11 +202,27 @@ impl Remote {
             if bytes.len() <= MULTIPART_ABOVE {
                 store.put(&key, PutPayload::from(bytes)).await.map(|_| ())
             } else {
-                let upload = store.put_multipart(&key).await?;
-                let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_ABOVE);
-                writer.put(Bytes::from(bytes));
-                // On an error `finish` aborts the upload: no object appears.
-                writer.finish().await.map(|_| ())
+                // The object appears when the upload is completed after its last part; on an
+                // error it is aborted, and a killed process leaves it unfinished: invisible.
+                let mut upload = store.put_multipart(&key).await?;
+                let bytes = Bytes::from(bytes);
+                let mut start = 0;
+                while start < bytes.len() {
+                    let end = (start + MULTIPART_ABOVE).min(bytes.len());
+                    let part = PutPayload::from(bytes.slice(start..end));
+                    if let Err(e) = upload.put_part(part).await {
+                        let _ = upload.abort().await;
+                        return Err(e);
+                    }
+                    start = end;
+                }
+                match upload.complete().await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let _ = upload.abort().await;
+                        Err(e)
+                    }
+                }
             }
         })
         .map_err(|e| self.error(rel, e))
@@ -526,14 +544,15 @@ mod cloud {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn paths_and_file_urls_are_local() {
         assert!(
-            matches!(parse_location("data/x"), Ok(Location::Local(p)) if p == PathBuf::from("data/x"))
+            matches!(parse_location("data/x"), Ok(Location::Local(p)) if p == Path::new("data/x"))
         );
         assert!(
-            matches!(parse_location("file:///tmp/x"), Ok(Location::Local(p)) if p == PathBuf::from("/tmp/x"))
+            matches!(parse_location("file:///tmp/x"), Ok(Location::Local(p)) if p == Path::new("/tmp/x"))
         );
         assert!(matches!(
             parse_location("file://relative/x"),
@@ -547,6 +566,26 @@ mod tests {
         assert!(err.is_usage());
         let text = err.to_string();
         assert!(text.contains("ftp://") && text.contains("s3://"), "{text}");
+    }
+
+    /// A file above the multipart threshold goes up in parts and reads back whole.
+    #[test]
+    fn large_files_go_up_in_parts() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let r = Remote::new("s3://b/p", store).unwrap();
+        let bytes: Vec<u8> = (0..MULTIPART_ABOVE * 2 + 5)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        r.put("t/big.parquet", bytes.clone()).unwrap();
+        assert_eq!(r.get("t/big.parquet").unwrap().unwrap(), bytes);
+        assert_eq!(r.list("t").unwrap().unwrap(), ["big.parquet"]);
+        let (tail, size) = r.get_suffix("t/big.parquet", 10).unwrap().unwrap();
+        assert_eq!(
+            (&tail[..], size),
+            (&bytes[bytes.len() - 10..], bytes.len() as u64)
+        );
+        assert_eq!(r.get("t/missing.parquet").unwrap(), None);
+        r.delete("t/missing.parquet").unwrap();
     }
 
     #[test]

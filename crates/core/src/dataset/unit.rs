@@ -158,6 +158,9 @@ impl std::fmt::Display for DatasetDir {
     }
 }
 
+/// One file's path (or URL) and its record batches.
+pub type FileBatches = (PathBuf, Vec<RecordBatch>);
+
 /// `table/stem.parquet`: a file's place relative to the dataset.
 fn rel(table: &str, stem: &str) -> String {
     format!("{table}/{stem}.parquet")
@@ -536,7 +539,7 @@ impl DatasetDir {
     pub fn read_table_batches(
         &self,
         table: &str,
-    ) -> Result<Option<Vec<(PathBuf, Vec<RecordBatch>)>>, DatasetError> {
+    ) -> Result<Option<Vec<FileBatches>>, DatasetError> {
         let Some(names) = self.table_file_names(table)? else {
             return Ok(None);
         };
