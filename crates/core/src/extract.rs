@@ -10,7 +10,9 @@
 //! reading or metrics: a reader thread reads and decodes layer i+1 while the backend computes
 //! layer i's spectra, and a metrics thread computes layer i−1's metrics meanwhile. At most
 //! two layers' weights are in memory at once (the one being analysed and the next one, read
-//! ahead).
+//! ahead). Before reading a layer the reader hints its tensors and the next layer's to the
+//! checkpoint ([`Checkpoint::prefetch`]): a store read over the network fetches them in the
+//! background, merged and concurrently; local stores ignore the hint.
 //!
 //! [`analyse_layer`] is one layer; [`analyse_model`] is the per-layer loop; [`extract_unit`]
 //! turns a located model ([`ModelSource`]) into its dataset [`Unit`] (its `models/` row with
@@ -254,6 +256,11 @@ pub fn analyse_model(
         let (layers_tx, layers_rx) = mpsc::sync_channel::<Read>(0);
         scope.spawn(move || {
             for i in 0..n_layers {
+                // A store read over the network fetches this layer's and the next one's
+                // tensors meanwhile, merged and concurrently (local stores ignore the hint).
+                let mut wanted = arch.layer_tensors(ckpt, i);
+                wanted.extend(arch.layer_tensors(ckpt, i + 1));
+                ckpt.prefetch(&wanted);
                 let layer = arch.layer(ckpt, i).map(|mut layer| {
                     let folded = plan.fold_ln && layer.fold_norm() == FoldOutcome::Folded;
                     (layer, folded)

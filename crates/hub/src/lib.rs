@@ -70,7 +70,10 @@ pub use cache::is_commit_sha;
 pub use error::HubError;
 pub use locate::{Hubs, Located};
 pub use options::{DEFAULT_ENDPOINT, HubOptions};
-pub use remote::{RemoteCheckpoint, RemoteFile, RemoteSafetensorsStore, Traffic};
+pub use remote::{
+    IN_FLIGHT, MAX_RUN, MERGE_GAP, RemoteCheckpoint, RemoteFile, RemoteSafetensorsStore, Traffic,
+    merge_ranges,
+};
 
 use transport::Transport;
 

@@ -6,11 +6,20 @@
 //! requests, and validated with `attn_spectra::checkpoint::safetensors::{header_length,
 //! parse_header}` exactly as a local file's would be; a tensor's bytes are requested only when
 //! it is read. [`Traffic`] counts the bytes received against the weight files' total size.
+//!
+//! The extract stage hints which tensors it will read next ([`TensorStore::prefetch`]: the
+//! current layer's and the next one's). The store then merges their byte ranges within each
+//! file, bridging gaps of at most [`MERGE_GAP`] bytes (downloaded and dropped) into runs of at
+//! most [`MAX_RUN`] bytes, and fetches the runs in the background with at most [`IN_FLIGHT`]
+//! requests at once, so that a layer costs one or a few round trips and the next layer
+//! downloads while this one is analysed. A read takes its bytes from its run (waiting for it
+//! if need be); a tensor not hinted is requested alone, as before. A new hint drops whatever
+//! earlier hints fetched and nobody read, so at most two layers' runs are held.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use attn_spectra::checkpoint::safetensors::{header_length, parse_header};
 use attn_spectra::checkpoint::{SourceFormat, TensorMeta, TensorStore};
@@ -23,6 +32,74 @@ use crate::error::HubError;
 use crate::fetch::{Ctx, describe_listing, read_index};
 use crate::transport::{Transport, retry_fatal};
 use crate::{Hub, validate_model_id, validate_revision};
+
+/// Byte ranges of one file whose gap is at most this many bytes are fetched by one request:
+/// up to 1 MiB downloaded and dropped per merge, against a round trip saved.
+pub const MERGE_GAP: u64 = 1 << 20;
+
+/// A merged request grows to at most this many bytes (a tensor larger than that is one
+/// request of its own), so that a large layer still goes out as several requests in flight.
+pub const MAX_RUN: u64 = 64 << 20;
+
+/// Prefetch requests one store keeps in flight at once.
+pub const IN_FLIGHT: usize = 4;
+
+/// The answer to one merged request: its bytes, or the error that ended it.
+type Fetched = Result<Arc<Vec<u8>>, String>;
+
+/// One merged byte range of one file, fetched in the background.
+struct Run {
+    file: usize,
+    range: (u64, u64),
+    slot: Mutex<Option<Fetched>>,
+    ready: Condvar,
+}
+
+impl Run {
+    fn fill(&self, answer: Fetched) {
+        let mut slot = lock(&self.slot);
+        if slot.is_none() {
+            *slot = Some(answer);
+        }
+        self.ready.notify_all();
+    }
+
+    fn wait(&self) -> Fetched {
+        let mut slot = lock(&self.slot);
+        loop {
+            if let Some(answer) = slot.as_ref() {
+                return answer.clone();
+            }
+            slot = self
+                .ready
+                .wait(slot)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// Answers a run that its task dropped unanswered (a panic), so that no reader waits forever.
+struct Answer(Arc<Run>);
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        self.0
+            .fill(Err("the background request ended without an answer".into()));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The prefetch state of a store: which run holds each hinted tensor, the runs waiting for a
+/// request, and how many background workers are sending them.
+#[derive(Default)]
+struct Prefetch {
+    held: HashMap<usize, Arc<Run>>,
+    queue: VecDeque<Arc<Run>>,
+    workers: usize,
+}
 
 /// Bytes received by a remote store, against the size of its weight files.
 #[derive(Debug, Default)]
@@ -79,6 +156,7 @@ pub struct RemoteSafetensorsStore {
     /// Absolute byte range of each tensor in its file.
     ranges: Vec<(u64, u64)>,
     traffic: Arc<Traffic>,
+    prefetch: Arc<Mutex<Prefetch>>,
 }
 
 impl std::fmt::Debug for RemoteSafetensorsStore {
@@ -114,6 +192,7 @@ impl RemoteSafetensorsStore {
             tensors: Vec::new(),
             ranges: Vec::new(),
             traffic: Arc::clone(&traffic),
+            prefetch: Arc::default(),
         };
         let mut owner: HashMap<String, usize> = HashMap::new();
         for shard in shards {
@@ -214,25 +293,128 @@ impl RemoteSafetensorsStore {
         url: &Url,
         range: (u64, u64),
     ) -> Result<(Vec<u8>, Option<u64>), HubError> {
-        let t: &Transport = &self.transport;
-        let traffic: &Traffic = &self.traffic;
-        let (model, commit) = (self.model.as_str(), self.commit.as_str());
-        let count = move |n: u64| traffic.add(n);
-        let r = retry_fatal(t, || {
-            traffic.requests.fetch_add(1, Ordering::Relaxed);
-            t.get_range(model, commit, file, url, range, &count)
-        })
-        .await;
-        match r {
-            Ok(inner) => inner,
-            Err((attempts, last)) => Err(HubError::DownloadFailed {
+        fetch_range(
+            &self.transport,
+            &self.traffic,
+            (&self.model, &self.commit),
+            (file, url),
+            range,
+        )
+        .await
+    }
+
+    /// Starts the background workers for queued runs, up to [`IN_FLIGHT`] at once.
+    fn start_workers(&self, state: &mut Prefetch) {
+        let more = IN_FLIGHT
+            .saturating_sub(state.workers)
+            .min(state.queue.len());
+        for _ in 0..more {
+            state.workers += 1;
+            let worker = Worker {
+                transport: Arc::clone(&self.transport),
+                traffic: Arc::clone(&self.traffic),
                 model: self.model.clone(),
-                file: format!("{file} bytes {}..{}", range.0, range.1),
-                attempts,
-                last,
-            }),
+                commit: self.commit.clone(),
+                names: self.names.clone(),
+                urls: self.urls.clone(),
+                prefetch: Arc::clone(&self.prefetch),
+            };
+            self.transport.spawn(worker.run());
         }
     }
+}
+
+/// One ranged GET under the retry policy, counted in `traffic`.
+async fn fetch_range(
+    t: &Transport,
+    traffic: &Traffic,
+    (model, commit): (&str, &str),
+    (file, url): (&str, &Url),
+    range: (u64, u64),
+) -> Result<(Vec<u8>, Option<u64>), HubError> {
+    let count = move |n: u64| traffic.add(n);
+    let r = retry_fatal(t, || {
+        traffic.requests.fetch_add(1, Ordering::Relaxed);
+        t.get_range(model, commit, file, url, range, &count)
+    })
+    .await;
+    match r {
+        Ok(inner) => inner,
+        Err((attempts, last)) => Err(HubError::DownloadFailed {
+            model: model.to_string(),
+            file: format!("{file} bytes {}..{}", range.0, range.1),
+            attempts,
+            last,
+        }),
+    }
+}
+
+/// A background task sending queued runs' requests until the queue is empty.
+struct Worker {
+    transport: Arc<Transport>,
+    traffic: Arc<Traffic>,
+    model: String,
+    commit: String,
+    names: Vec<String>,
+    urls: Vec<Url>,
+    prefetch: Arc<Mutex<Prefetch>>,
+}
+
+impl Worker {
+    async fn run(self) {
+        loop {
+            let run = {
+                let mut state = lock(&self.prefetch);
+                match state.queue.pop_front() {
+                    Some(run) => run,
+                    None => {
+                        state.workers -= 1;
+                        return;
+                    }
+                }
+            };
+            // Every tensor of the run was dropped by a newer hint: nobody will read it.
+            if Arc::strong_count(&run) == 1 {
+                continue;
+            }
+            let answer = Answer(Arc::clone(&run));
+            let got = fetch_range(
+                &self.transport,
+                &self.traffic,
+                (&self.model, &self.commit),
+                (&self.names[run.file], &self.urls[run.file]),
+                run.range,
+            )
+            .await;
+            answer.0.fill(
+                got.map(|(bytes, _)| Arc::new(bytes))
+                    .map_err(|e| e.to_string()),
+            );
+        }
+    }
+}
+
+/// Merges the byte ranges of one file's tensors (sorted by start) into runs: a range joins
+/// the run before it when the gap is at most [`MERGE_GAP`] and the run stays within
+/// [`MAX_RUN`]. Returns each run's range and the positions (into `ranges`) it covers.
+pub fn merge_ranges(ranges: &[(u64, u64)]) -> Vec<((u64, u64), Vec<usize>)> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&i| ranges[i]);
+    let mut runs: Vec<((u64, u64), Vec<usize>)> = Vec::new();
+    for i in order {
+        let (begin, end) = ranges[i];
+        match runs.last_mut() {
+            Some(((start, stop), members))
+                if begin <= stop.saturating_add(MERGE_GAP)
+                    && end.max(*stop) - *start <= MAX_RUN =>
+            {
+                *stop = end.max(*stop);
+                members.push(i);
+            }
+            _ => runs.push(((begin, end), vec![i])),
+        }
+    }
+    runs
 }
 
 impl TensorStore for RemoteSafetensorsStore {
@@ -265,8 +447,22 @@ impl TensorStore for RemoteSafetensorsStore {
             });
         }
         let (begin, end) = self.ranges[index];
+        let run = lock(&self.prefetch).held.remove(&index);
         let bytes = if begin == end {
             Vec::new()
+        } else if let Some(run) = run {
+            let whole = run.wait().map_err(|e| CheckpointError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(format!("reading tensor `{}`: {e}", meta.name)),
+            })?;
+            let (lo, hi) = ((begin - run.range.0) as usize, (end - run.range.0) as usize);
+            match whole.get(lo..hi) {
+                Some(b) => b.to_vec(),
+                None => whole
+                    .get(lo.min(whole.len())..)
+                    .unwrap_or_default()
+                    .to_vec(),
+            }
         } else {
             let got = self.transport.block_on(self.range(
                 &self.names[meta.file],
@@ -301,6 +497,42 @@ impl TensorStore for RemoteSafetensorsStore {
             ),
         })?;
         Ok(out)
+    }
+
+    fn prefetch(&self, indices: &[usize]) {
+        let mut state = lock(&self.prefetch);
+        state.held.retain(|i, _| indices.contains(i));
+        // Per file, the plain-float tensors with bytes that no earlier hint is fetching.
+        let mut by_file: Vec<Vec<usize>> = vec![Vec::new(); self.files.len()];
+        for &i in indices {
+            let Some(meta) = self.tensors.get(i) else {
+                continue;
+            };
+            let (begin, end) = self.ranges[i];
+            if begin < end
+                && meta.dtype.is_plain_float()
+                && !state.held.contains_key(&i)
+                && !by_file[meta.file].contains(&i)
+            {
+                by_file[meta.file].push(i);
+            }
+        }
+        for (file, wanted) in by_file.into_iter().enumerate() {
+            let ranges: Vec<(u64, u64)> = wanted.iter().map(|&i| self.ranges[i]).collect();
+            for (range, members) in merge_ranges(&ranges) {
+                let run = Arc::new(Run {
+                    file,
+                    range,
+                    slot: Mutex::new(None),
+                    ready: Condvar::new(),
+                });
+                for m in members {
+                    state.held.insert(wanted[m], Arc::clone(&run));
+                }
+                state.queue.push_back(run);
+            }
+        }
+        self.start_workers(&mut state);
     }
 }
 
@@ -446,5 +678,42 @@ impl Hub {
             files,
             traffic,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_ranges_merge_and_far_or_long_ones_do_not() {
+        // Adjacent, then a gap of exactly MERGE_GAP, then one byte more.
+        let a = (0, 100);
+        let b = (100, 200);
+        let c = (200 + MERGE_GAP, 300 + MERGE_GAP);
+        let d = (300 + 2 * MERGE_GAP + 1, 400 + 2 * MERGE_GAP);
+        // Given out of order: runs come sorted, members name positions in the input.
+        let runs = merge_ranges(&[c, a, d, b]);
+        assert_eq!(
+            runs,
+            [
+                ((0, 300 + MERGE_GAP), vec![1, 3, 0]),
+                ((300 + 2 * MERGE_GAP + 1, 400 + 2 * MERGE_GAP), vec![2]),
+            ]
+        );
+        // A run stops growing at MAX_RUN; a tensor longer than that is a run alone.
+        let big = (0, MAX_RUN + 10);
+        let after = (MAX_RUN + 10, MAX_RUN + 20);
+        assert_eq!(merge_ranges(&[big, after]).len(), 2);
+        let half = MAX_RUN / 2;
+        let runs = merge_ranges(&[(0, half), (half, 2 * half), (2 * half, 2 * half + 1)]);
+        assert_eq!(
+            runs,
+            [
+                ((0, 2 * half), vec![0, 1]),
+                ((2 * half, 2 * half + 1), vec![2])
+            ]
+        );
+        assert!(merge_ranges(&[]).is_empty());
     }
 }

@@ -137,6 +137,19 @@ impl Transport {
         }
     }
 
+    /// Starts `f` on the runtime without waiting for it.
+    pub fn spawn<F>(&self, f: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let rt = self
+            .rt
+            .0
+            .as_ref()
+            .expect("runtime lives as long as the transport");
+        drop(rt.spawn(f));
+    }
+
     pub fn token_set(&self) -> bool {
         self.token.is_some()
     }

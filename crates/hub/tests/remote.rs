@@ -3,7 +3,7 @@
 
 mod common;
 
-use attn_spectra_hub::mock::{Origin, RecordedRequest};
+use attn_spectra_hub::mock::{FaultKind, Origin, RecordedRequest};
 use attn_spectra_hub::{HubError, RemoteFile};
 use common::*;
 
@@ -198,4 +198,70 @@ fn remote_reads_work_from_threads_and_inside_a_tokio_runtime() {
         let t = ck.require(O).unwrap();
         assert_eq!(ck.read(t).unwrap()[0], 301.0);
     });
+}
+
+#[test]
+fn a_prefetch_hint_merges_near_ranges_into_one_request_with_the_same_bytes() {
+    let env = env();
+    let m = "org/remote-prefetch";
+    put_single(&env, m, "main", 1.0);
+    // Without hints: one request per tensor.
+    let plain = env.client().open_remote(m, "main").unwrap();
+    let ck = &plain.checkpoint;
+    let names = [Q, K, V, O];
+    let expected: Vec<Vec<f64>> = names
+        .iter()
+        .map(|n| ck.read(ck.require(n).unwrap()).unwrap())
+        .collect();
+    assert_eq!(plain.traffic().requests(), 2 + 4);
+
+    // With a hint for Q, K, V, O (adjacent in the file): one merged request, same bytes.
+    let hinted = env.client().open_remote(m, "main").unwrap();
+    let ck = &hinted.checkpoint;
+    let metas: Vec<_> = names.iter().map(|n| ck.require(n).unwrap()).collect();
+    ck.prefetch(&metas);
+    let got: Vec<Vec<f64>> = metas.iter().map(|t| ck.read(t).unwrap()).collect();
+    assert_eq!(got, expected);
+    assert_eq!(hinted.traffic().requests(), 2 + 1);
+    let served = env.served(m, "main", "model.safetensors");
+    let n = header_len(&served);
+    // The four tensors (64 f32 each) and nothing of the MLP matrix after them.
+    assert_eq!(hinted.bytes_downloaded(), 8 + n + 4 * 256);
+    let log = env.hub.requests();
+    let data = format!("bytes={}-{}", 8 + n, 8 + n + 4 * 256 - 1);
+    let merged: Vec<_> = weight_requests(&log, m, "model.safetensors")
+        .into_iter()
+        .filter(|r| r.range.as_deref() == Some(data.as_str()))
+        .collect();
+    assert_eq!(merged.len(), 1, "{log:?}");
+
+    // A tensor read again (no longer hinted) is requested alone; a new hint drops what an
+    // earlier one fetched and nobody read.
+    assert_eq!(ck.read(metas[0]).unwrap(), expected[0]);
+    assert_eq!(hinted.traffic().requests(), 2 + 2);
+    ck.prefetch(&[metas[1], metas[2]]);
+    assert_eq!(ck.read(metas[1]).unwrap(), expected[1]);
+    assert_eq!(hinted.traffic().requests(), 2 + 3, "K and V in one request");
+    ck.prefetch(&[metas[3]]);
+    assert_eq!(ck.read(metas[3]).unwrap(), expected[3]);
+    assert_eq!(hinted.traffic().requests(), 2 + 4);
+    // V was fetched with K but dropped by the hint for O: read now, it is requested again.
+    assert_eq!(ck.read(metas[2]).unwrap(), expected[2]);
+    assert_eq!(hinted.traffic().requests(), 2 + 5);
+}
+
+#[test]
+fn a_failed_prefetch_is_an_error_naming_the_tensor() {
+    let env = env();
+    let m = "org/remote-prefetch-gone";
+    put_single(&env, m, "main", 1.0);
+    let remote = env.client().open_remote(m, "main").unwrap();
+    let ck = &remote.checkpoint;
+    let k = ck.require(K).unwrap();
+    // The file's bytes are refused after the header was read: the hinted request fails.
+    env.hub
+        .inject(m, "model.safetensors", FaultKind::Status(404), 1);
+    ck.prefetch(&[k]);
+    let e = ck.read(k).unwrap_err().to_string();
+    assert!(e.contains(K) && e.contains("model.safetensors"), "{e}");
 }

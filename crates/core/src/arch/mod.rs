@@ -224,6 +224,33 @@ impl Architecture {
     }
 }
 
+impl Architecture {
+    /// The tensors [`Architecture::layer`] reads for `layer` (projection weights and biases,
+    /// the pre-attention norm's gain and bias), as far as the checkpoint holds them; names it
+    /// cannot resolve are left out (reading the layer reports them). A hint for
+    /// [`Checkpoint::prefetch`], never a substitute for reading.
+    pub fn layer_tensors<'c>(&self, ckpt: &'c Checkpoint, layer: usize) -> Vec<&'c TensorMeta> {
+        if layer >= self.layout.geometry.n_layers {
+            return Vec::new();
+        }
+        let prefix = self.spec.layer.replace("{}", &layer.to_string());
+        let mut names: Vec<&str> = match self.layout.qkv {
+            Qkv::Separate { q, k, v } => vec![q, k, v],
+            Qkv::Blocks(n) | Qkv::Grouped(n) => vec![n],
+        };
+        names.push(self.spec.out);
+        match self.layout.norm {
+            Norm::LayerNorm(n) | Norm::RmsNorm(n) | Norm::RmsNormPlusOne(n) => names.push(n),
+            Norm::LayerNormNoParams | Norm::Post => {}
+        }
+        names
+            .iter()
+            .flat_map(|n| [format!("{prefix}{n}.weight"), format!("{prefix}{n}.bias")])
+            .filter_map(|name| ckpt.find(&name).ok().flatten())
+            .collect()
+    }
+}
+
 /// Reads the tensors of one layer and records where each came from.
 struct LayerReader<'a> {
     ckpt: &'a Checkpoint,

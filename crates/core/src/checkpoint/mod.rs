@@ -170,6 +170,13 @@ pub trait TensorStore: Send + Sync {
     fn tensors(&self) -> &[TensorMeta];
     /// Reads tensor `index` (into [`TensorStore::tensors`]) converted to `f64`, row-major.
     fn read(&self, index: usize) -> Result<Vec<f64>, CheckpointError>;
+    /// A hint that tensors `indices` will be read soon, and no others held back before: a
+    /// store reading over a network may start fetching them (merged, concurrently) and drop
+    /// what it prefetched for earlier hints and was never read. Reads return the same bytes
+    /// with or without hints. Local stores ignore it.
+    fn prefetch(&self, indices: &[usize]) {
+        let _ = indices;
+    }
 }
 
 /// A model on disk: its configuration and its tensors.
@@ -342,6 +349,16 @@ impl Checkpoint {
                 name: suffix.to_string(),
                 files: self.store.files().to_vec(),
             })
+    }
+
+    /// Tells the store that `metas` will be read soon ([`TensorStore::prefetch`]); tensors
+    /// that are not this checkpoint's are ignored.
+    pub fn prefetch(&self, metas: &[&TensorMeta]) {
+        let indices: Vec<usize> = metas
+            .iter()
+            .filter_map(|m| self.by_name.get(&m.name).copied())
+            .collect();
+        self.store.prefetch(&indices);
     }
 
     /// Reads a tensor as `f64`; NaN or infinite values are an error naming the tensor.
