@@ -506,28 +506,27 @@ fn baseline_table(models: &[ReportModel]) -> Block {
     table(&header, rows, &[false, false, true, true, true, true])
 }
 
-fn lab_average_table(all: &[ReportModel]) -> Block {
+fn lab_average_table(models: &[ReportModel]) -> Block {
     // Each model once, at the revision the test uses (as sql/lab_summary.sql).
-    let counted: Vec<&ReportModel> = analysis::counted(all)
-        .into_iter()
-        .map(|i| &all[i])
-        .collect();
-    let models = counted.as_slice();
+    let counted = analysis::counted(models);
     // pandas' groupby sorts the labs; std is the sample std (ddof = 1), NaN for one model.
-    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, m) in models.iter().enumerate() {
-        match groups.iter_mut().find(|(l, _)| l == m.lab()) {
-            Some((_, v)) => v.push(i),
-            None => groups.push((m.lab().to_string(), vec![i])),
-        }
-    }
+    let mut groups: Vec<(String, Vec<usize>)> = labs(models)
+        .into_iter()
+        .map(|(lab, idx)| {
+            (
+                lab,
+                idx.into_iter().filter(|i| counted.contains(i)).collect(),
+            )
+        })
+        .filter(|(_, idx): &(String, Vec<usize>)| !idx.is_empty())
+        .collect();
     groups.sort_by(|a, b| a.0.cmp(&b.0));
     let rows = groups
         .into_iter()
         .map(|(lab, idx)| {
             let vals = |q: Quantity| -> Vec<f64> {
                 idx.iter()
-                    .map(|i| layer_mean(models[*i], q))
+                    .map(|i| layer_mean(&models[*i], q))
                     .filter(|v| v.is_finite())
                     .collect()
             };
@@ -1005,12 +1004,8 @@ pub fn write(
         b.push(Block::Paragraph(d.clone()));
     }
     // A model at several revisions (training checkpoints) is one model, drawn at each.
-    let distinct = |idx: &mut dyn Iterator<Item = usize>| {
-        idx.map(|i| models[i].info.model.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-    };
-    let n_models = distinct(&mut (0..models.len()));
+    let counted = analysis::counted(&models);
+    let n_models = counted.len();
     let checkpoints = if n_models < models.len() {
         format!(
             "; {} checkpoints, a model at several revisions being drawn at each",
@@ -1026,7 +1021,7 @@ pub fn write(
         lab_list.len(),
         lab_list
             .iter()
-            .map(|(l, i)| format!("{l}: {}", distinct(&mut i.iter().copied())))
+            .map(|(l, i)| format!("{l}: {}", i.iter().filter(|i| counted.contains(i)).count()))
             .collect::<Vec<_>>()
             .join(", ")
     )));
