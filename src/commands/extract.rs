@@ -3,7 +3,10 @@
 //! Models are processed one after another, each layer by layer
 //! (`attn_spectra::extract::extract_unit`) and written as one unit
 //! (`attn_spectra::dataset::DatasetDir::write_unit`, on a background thread: `UnitWriter`, so
-//! that writing or uploading a unit overlaps with computing the next). A model whose unit is
+//! that writing or uploading a unit overlaps with computing the next). While a model computes,
+//! the next one is located on another thread (`attn_spectra_hub::locate::locate_ahead`: its
+//! files fetched into the cache, or with `--remote` its headers and first two layers downloaded).
+//! A model whose unit is
 //! complete with the same configuration hash is skipped (a resumed run), unless `--force`. A model that fails
 //! gets a row in failures/ and the run goes on; the stage fails at the end, listing the
 //! failures. With `--shard K/N` only that shard's units are taken
@@ -16,7 +19,8 @@ use attn_spectra::Architecture;
 use attn_spectra::dataset::{FAILURES, FailureRow, UnitMeta, UnitWriter, now_us};
 use attn_spectra::extract::{ModelSource, Plan, extract_unit, matrices_per_layer};
 use attn_spectra::pipeline::ModelEntry;
-use attn_spectra_hub::Hubs;
+use attn_spectra_hub::locate::locate_ahead;
+use attn_spectra_hub::{Hubs, Located};
 
 use crate::backend;
 use crate::context::Context;
@@ -75,7 +79,6 @@ pub fn extract(ctx: &Context) -> Result<Summary> {
         fold_ln: p.analysis.fold_ln,
         precision: ctx.args.precision.unwrap_or(p.analysis.precision),
     };
-    let mut hubs = Hubs::new(ctx.args.offline, !ctx.args.quiet);
     let units: Vec<_> = ctx.units().collect();
     if let Some(shard) = ctx.args.shard {
         ctx.progress.println(format!(
@@ -95,9 +98,11 @@ pub fn extract(ctx: &Context) -> Result<Summary> {
     // Units are written (uploaded, for an object store) on a background thread while the
     // next model computes; at most one more unit waits in the queue.
     let writer = ds.unit_writer(1);
+    // Units already complete under this configuration are skipped first, so that the models
+    // located ahead are the ones this run computes.
+    let mut todo = Vec::new();
     for (_, model) in units {
         let meta = UnitMeta::new(p, p.unit_hash(model, &selected.name, plan.precision));
-        models_bar.set_message(format!("{}@{}", model.id, model.revision));
         if !ctx.args.force && ds.is_complete(&model.id, &model.revision, &meta.config_hash) {
             summary.up_to_date += 1;
             ctx.progress.println(format!(
@@ -105,40 +110,60 @@ pub fn extract(ctx: &Context) -> Result<Summary> {
                 model.id, model.revision
             ));
             models_bar.inc(1);
-            continue;
+        } else {
+            todo.push((model, meta));
         }
-        let started = Instant::now();
-        match extract_model(ctx, &writer, &mut hubs, model, &plan, &selected, &meta) {
-            Ok(done) => {
-                summary.extracted += 1;
-                ctx.progress.println(format!(
-                    "  done     {}@{}: {done} in {:.1} s",
-                    model.id,
-                    model.revision,
-                    started.elapsed().as_secs_f64()
-                ));
-            }
-            Err(err) => {
-                let message = format!("{err:#}");
-                ctx.progress.println(format!(
-                    "  FAILED   {}@{}: {message}",
-                    model.id, model.revision
-                ));
-                let row = FailureRow {
-                    model: model.id.clone(),
-                    revision: model.revision.clone(),
-                    stage: "extract".into(),
-                    error: message.clone(),
-                    failed_at_us: now_us(),
-                };
-                ds.write_failure(&row, &meta)?;
-                summary
-                    .failed
-                    .push(format!("{}@{}: {message}", model.id, model.revision));
-            }
-        }
-        models_bar.inc(1);
     }
+    std::thread::scope(|scope| -> Result<()> {
+        let hubs = Hubs::new(ctx.args.offline, !ctx.args.quiet);
+        let ahead = todo.iter().map(|(model, _)| *model).collect();
+        let located = locate_ahead(scope, hubs, ahead, ctx.args.remote);
+        for (model, meta) in &todo {
+            models_bar.set_message(format!("{}@{}", model.id, model.revision));
+            let started = Instant::now();
+            let outcome = match located.recv() {
+                Ok(found) => found.map_err(anyhow::Error::from).and_then(|found| {
+                    extract_model(ctx, &writer, found, model, &plan, &selected, meta)
+                }),
+                Err(_) => bail!(
+                    "the thread locating models stopped before {}@{}",
+                    model.id,
+                    model.revision
+                ),
+            };
+            match outcome {
+                Ok(done) => {
+                    summary.extracted += 1;
+                    ctx.progress.println(format!(
+                        "  done     {}@{}: {done} in {:.1} s",
+                        model.id,
+                        model.revision,
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                Err(err) => {
+                    let message = format!("{err:#}");
+                    ctx.progress.println(format!(
+                        "  FAILED   {}@{}: {message}",
+                        model.id, model.revision
+                    ));
+                    let row = FailureRow {
+                        model: model.id.clone(),
+                        revision: model.revision.clone(),
+                        stage: "extract".into(),
+                        error: message.clone(),
+                        failed_at_us: now_us(),
+                    };
+                    ds.write_failure(&row, meta)?;
+                    summary
+                        .failed
+                        .push(format!("{}@{}: {message}", model.id, model.revision));
+                }
+            }
+            models_bar.inc(1);
+        }
+        Ok(())
+    })?;
     models_bar.finish_and_clear();
     for err in writer.finish() {
         let message = format!(
@@ -164,17 +189,17 @@ pub fn extract(ctx: &Context) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Extracts and writes one model; returns a line saying what was done.
+/// Extracts one located model and hands its unit to the writer; returns a line saying what
+/// was done.
 fn extract_model(
     ctx: &Context,
     writer: &UnitWriter,
-    hubs: &mut Hubs,
+    located: Located,
     model: &ModelEntry,
     plan: &Plan,
     selected: &backend::Selected,
     meta: &UnitMeta,
 ) -> Result<String> {
-    let located = hubs.locate(model, ctx.args.remote)?;
     let arch = Architecture::detect(located.ckpt.config())?;
     let g = *arch.geometry();
     let layer_bar = ctx.progress.bar(g.n_layers as u64, "layers");

@@ -1,14 +1,16 @@
 //! Where a pipeline model's checkpoint comes from: a local `source`, the Hugging Face cache
 //! (fetching what is missing), or the Hub itself read by HTTP range (`--remote`); and what is
 //! known of its provenance (commit, files with their sha256, byte-identical revisions).
+//! [`locate_ahead`] locates a run's models one ahead of the computation.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
+use std::thread::Scope;
 
-use attn_spectra::Checkpoint;
 use attn_spectra::dataset::FileRecord;
 use attn_spectra::extract::Provenance;
 use attn_spectra::pipeline::ModelEntry;
+use attn_spectra::{Architecture, Checkpoint};
 
 use crate::{FetchedModel, Hub, HubError, HubOptions, Traffic, Want};
 
@@ -35,6 +37,25 @@ impl Hubs {
             offline,
             progress,
             hub: None,
+        }
+    }
+
+    /// Hub access through `hub` (its own endpoint, cache and options) instead of the
+    /// environment's.
+    pub fn with_hub(hub: Hub) -> Hubs {
+        Hubs {
+            offline: hub.opts.offline,
+            progress: hub.opts.progress,
+            hub: Some(hub),
+        }
+    }
+
+    /// Whether downloads draw progress bars from now on.
+    pub fn set_progress(&mut self, on: bool) {
+        self.progress = on;
+        if let Some(hub) = &mut self.hub {
+            hub.opts.progress = on;
+            hub.bars = crate::progress::bars_enabled(on);
         }
     }
 
@@ -117,6 +138,52 @@ impl Hubs {
             },
             remote: None,
         })
+    }
+}
+
+/// Locates `models` in order on a thread of `scope`, one ahead of the caller: while the caller
+/// computes one unit, the next is located (its files fetched into the cache, or with `remote`
+/// its headers read from the Hub) and its first two layers' tensors are hinted to its store
+/// ([`Checkpoint::prefetch`]), so that a remote checkpoint downloads them meanwhile. The
+/// channel is a rendezvous: one located unit waits, never more. The results arrive in the
+/// order of `models`, one per model; the thread stops when the receiver is dropped.
+///
+/// Download bars are drawn for the first model only: later ones download behind the caller's
+/// own progress bars.
+pub fn locate_ahead<'scope, 'env>(
+    scope: &'scope Scope<'scope, 'env>,
+    mut hubs: Hubs,
+    models: Vec<&'env ModelEntry>,
+    remote: bool,
+) -> mpsc::Receiver<Result<Located, HubError>> {
+    let (tx, rx) = mpsc::sync_channel(0);
+    scope.spawn(move || {
+        let progress = hubs.progress;
+        for (i, model) in models.into_iter().enumerate() {
+            hubs.set_progress(progress && i == 0);
+            let located = hubs.locate(model, remote);
+            if let Ok(located) = &located {
+                located.prefetch_first_layers();
+            }
+            if tx.send(located).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Located {
+    /// Hints layers 0 and 1's tensors to the checkpoint's store (local stores ignore it): the
+    /// same hint the extract's reader gives before reading layer 0, so that the requests are
+    /// merged as they would be without looking ahead. A config the registry does not know
+    /// hints nothing: extracting the model reports it.
+    pub fn prefetch_first_layers(&self) {
+        if let Ok(arch) = Architecture::detect(self.ckpt.config()) {
+            let mut wanted = arch.layer_tensors(&self.ckpt, 0);
+            wanted.extend(arch.layer_tensors(&self.ckpt, 1));
+            self.ckpt.prefetch(&wanted);
+        }
     }
 }
 

@@ -3,8 +3,10 @@
 
 mod common;
 
+use attn_spectra::pipeline::ModelEntry;
+use attn_spectra_hub::locate::locate_ahead;
 use attn_spectra_hub::mock::{FaultKind, Origin, RecordedRequest};
-use attn_spectra_hub::{HubError, RemoteFile};
+use attn_spectra_hub::{HubError, Hubs, RemoteFile};
 use common::*;
 
 fn weight_requests<'a>(
@@ -264,4 +266,94 @@ fn a_failed_prefetch_is_an_error_naming_the_tensor() {
     ck.prefetch(&[k]);
     let e = ck.read(k).unwrap_err().to_string();
     assert!(e.contains(K) && e.contains("model.safetensors"), "{e}");
+}
+
+fn hub_entry(id: &str) -> ModelEntry {
+    ModelEntry {
+        id: id.to_string(),
+        revision: "main".to_string(),
+        source: None,
+        gguf: None,
+        lab: None,
+        heritage: None,
+        color: None,
+        marker: None,
+    }
+}
+
+#[test]
+fn the_next_model_is_located_and_its_first_layers_downloaded_while_the_caller_holds_the_current_one()
+ {
+    let env = env();
+    let (a, b) = ("org/ahead-a", "org/ahead-b");
+    put_single(&env, a, "main", 1.0);
+    put_single(&env, b, "main", 2.0);
+    let entries = [hub_entry(a), hub_entry(b)];
+    // Layer 0 of a model: Q, K, V and O, adjacent in the data section, in one merged request.
+    let layer0 = |m: &str| {
+        let n = header_len(&env.served(m, "main", "model.safetensors"));
+        format!("bytes={}-{}", 8 + n, 8 + n + 4 * 256 - 1)
+    };
+    let (a_layer0, b_layer0) = (layer0(a), layer0(b));
+    std::thread::scope(|scope| {
+        let rx = locate_ahead(
+            scope,
+            Hubs::with_hub(env.client()),
+            entries.iter().collect(),
+            true,
+        );
+        let first = rx.recv().unwrap().unwrap();
+        // The caller holds `a` (as if computing it) and asks for nothing: b's headers and its
+        // first layer (the model has one) arrive anyway.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let seen = |log: &[RecordedRequest], m: &str, range: &str| {
+            weight_requests(log, m, "model.safetensors")
+                .iter()
+                .any(|r| r.range.as_deref() == Some(range) && r.status == 206)
+        };
+        while !(seen(&env.hub.requests(), b, &b_layer0) && seen(&env.hub.requests(), a, &a_layer0))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "b's first layer was never requested: {:?}",
+                env.hub.requests()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Of a, too, only its headers and its layer (hinted when it was located).
+        let log = env.hub.requests();
+        let a_ranges: Vec<_> = weight_requests(&log, a, "model.safetensors")
+            .iter()
+            .map(|r| r.range.clone().unwrap_or_default())
+            .collect();
+        let n_a = header_len(&env.served(a, "main", "model.safetensors"));
+        let a_layer0 = format!("bytes={}-{}", 8 + n_a, 8 + n_a + 4 * 256 - 1);
+        assert_eq!(
+            a_ranges,
+            [
+                "bytes=0-7".to_string(),
+                format!("bytes=8-{}", 8 + n_a - 1),
+                a_layer0
+            ]
+        );
+        drop(first);
+
+        let second = rx.recv().unwrap().unwrap();
+        let traffic = second.remote.clone().unwrap();
+        let before = traffic.requests();
+        let ck = &second.ckpt;
+        for (name, seed) in [(Q, 2.0), (K, 102.0), (V, 202.0), (O, 302.0)] {
+            let expected: Vec<f64> = values(64, seed).iter().map(|&x| x as f64).collect();
+            assert_eq!(
+                ck.read(ck.require(name).unwrap()).unwrap(),
+                expected,
+                "{name}"
+            );
+        }
+        assert_eq!(traffic.requests(), before, "layer 0 was already downloaded");
+        assert!(
+            rx.recv().is_err(),
+            "one result per model, then the thread ends"
+        );
+    });
 }
