@@ -29,7 +29,9 @@ pub enum DenseAlgorithm {
     Auto,
     /// Values-only SVD (bidiagonalisation + bidiagonal QR) in the requested precision. In
     /// f32 it does **not** meet the f32 contract (a few 1e-6·σ_1 on 1024² matrices):
-    /// for benchmarks only.
+    /// for benchmarks only. f32 arithmetic needs the `f32-arithmetic` feature (faer's f32
+    /// solvers double the core crate's compile time); without it this and
+    /// [`DenseAlgorithm::Gram`] compute in f64 at either precision.
     Svd,
     /// Eigenvalues of the smaller Gram matrix (W^T W or W W^T), square-rooted, in the
     /// requested precision, unchecked: singular values below sqrt(ε)·σ_1 are noise. For
@@ -346,30 +348,15 @@ impl FaerBackend {
             cols,
             precision,
         };
-        // Only the benchmark algorithms compute in f32; everything else runs in f64.
-        let in_f32 = precision == Precision::F32
-            && matches!(self.dense, DenseAlgorithm::Svd | DenseAlgorithm::Gram);
-        if in_f32 {
-            let too_big = |m: &Matrix| m.max_abs() > f32::MAX as f64;
-            let out_of_range = match job {
-                Job::Dense(m) => too_big(m),
-                Job::Product { left, right } => too_big(left) || too_big(right),
-            };
-            if out_of_range {
-                return Err(SpectralError::OutOfRange {
-                    job: index,
-                    rows,
-                    cols,
-                    precision,
-                });
-            }
+        // Only the benchmark algorithms compute in f32, and only in a build with the
+        // `f32-arithmetic` feature; everything else runs in f64.
+        #[cfg(feature = "f32-arithmetic")]
+        if precision == Precision::F32
+            && matches!(self.dense, DenseAlgorithm::Svd | DenseAlgorithm::Gram)
+        {
+            return f32_benchmark_job(job, self.dense, par, index, fail);
         }
         let m = match *job {
-            Job::Product { left, right } if in_f32 => {
-                return product_values::<f32>(left, right, par)
-                    .map(|v| (v, Method::Unchecked))
-                    .ok_or_else(|| fail("SVD of the core"));
-            }
             Job::Product { left, right } => {
                 return product_values::<f64>(left, right, par)
                     .map(|v| (v, Method::ProductF64))
@@ -380,19 +367,10 @@ impl FaerBackend {
         let try_gram = match self.dense {
             DenseAlgorithm::Auto => precision == Precision::F32,
             DenseAlgorithm::GramChecked => true,
-            DenseAlgorithm::Svd if in_f32 => {
-                return dense_values_f32(m, par)
-                    .map(|v| (v, Method::Unchecked))
-                    .ok_or_else(|| fail("SVD"));
-            }
             DenseAlgorithm::Svd => false,
             DenseAlgorithm::Gram => {
-                let values = if in_f32 {
-                    gram_values_f32(m, par)
-                } else {
-                    gram_eigenvalues(m, par)
-                        .map(|l| l.into_iter().map(|x| x.max(0.0).sqrt()).collect())
-                };
+                let values = gram_eigenvalues(m, par)
+                    .map(|l| l.into_iter().map(|x| x.max(0.0).sqrt()).collect());
                 return values
                     .map(|v| (v, Method::Unchecked))
                     .ok_or_else(|| fail("Gram eigenvalues"));
@@ -408,6 +386,44 @@ impl FaerBackend {
             .map(|v| (v, Method::SvdF64))
             .ok_or_else(|| fail("SVD"))
     }
+}
+
+/// A benchmark algorithm's job in f32 arithmetic ([`DenseAlgorithm::Svd`] or
+/// [`DenseAlgorithm::Gram`] at [`Precision::F32`]): faer's f32 SVD, f32 Gram eigensolver or
+/// f32 factored product, unchecked. Behind the `f32-arithmetic` feature: these f32
+/// instantiations of faer's solvers took two thirds of the core crate's compile time.
+#[cfg(feature = "f32-arithmetic")]
+fn f32_benchmark_job(
+    job: &Job,
+    dense: DenseAlgorithm,
+    par: Par,
+    index: usize,
+    fail: impl Fn(&'static str) -> SpectralError,
+) -> JobResult {
+    let (rows, cols) = job.shape();
+    let too_big = |m: &Matrix| m.max_abs() > f32::MAX as f64;
+    let out_of_range = match job {
+        Job::Dense(m) => too_big(m),
+        Job::Product { left, right } => too_big(left) || too_big(right),
+    };
+    if out_of_range {
+        return Err(SpectralError::OutOfRange {
+            job: index,
+            rows,
+            cols,
+            precision: Precision::F32,
+        });
+    }
+    let (values, what) = match (*job, dense) {
+        (Job::Product { left, right }, _) => {
+            (product_values::<f32>(left, right, par), "SVD of the core")
+        }
+        (Job::Dense(m), DenseAlgorithm::Svd) => (dense_values_f32(m, par), "SVD"),
+        (Job::Dense(m), _) => (gram_values_f32(m, par), "Gram eigenvalues"),
+    };
+    values
+        .map(|v| (v, Method::Unchecked))
+        .ok_or_else(|| fail(what))
 }
 
 /// One job's spectrum and the algorithm that produced it, or its error.
@@ -535,6 +551,7 @@ fn dense_values_f64(m: &Matrix, par: Par) -> Option<Vec<f64>> {
     singular_values(a, par)
 }
 
+#[cfg(feature = "f32-arithmetic")]
 fn dense_values_f32(m: &Matrix, par: Par) -> Option<Vec<f64>> {
     if m.rows().min(m.cols()) == 0 {
         return Some(Vec::new());
@@ -597,6 +614,7 @@ fn symmetric_eigenvalues<T: Real>(g: MatRef<'_, T>, par: Par) -> Option<Vec<f64>
 
 /// Square roots of the eigenvalues of the smaller Gram matrix formed and solved in f32
 /// (the unchecked benchmark path), descending.
+#[cfg(feature = "f32-arithmetic")]
 fn gram_values_f32(m: &Matrix, par: Par) -> Option<Vec<f64>> {
     let q = m.rows().min(m.cols());
     if q == 0 {
@@ -743,6 +761,12 @@ mod tests {
         let e = Matrix::zeros(0, 4);
         let out = b.spectra(&[Job::Dense(&e)], Precision::F64).unwrap();
         assert!(out[0].is_empty());
+        assert!(b.spectra(&[], Precision::F64).unwrap().is_empty());
+    }
+
+    #[cfg(feature = "f32-arithmetic")]
+    #[test]
+    fn f32_arithmetic_refuses_values_beyond_f32() {
         let big = Matrix::from_vec(1, 2, vec![1e300, 1.0]).unwrap();
         let f32_svd = FaerBackend::new(2)
             .unwrap()
@@ -751,7 +775,6 @@ mod tests {
             .spectra(&[Job::Dense(&big)], Precision::F32)
             .unwrap_err();
         assert!(matches!(err, SpectralError::OutOfRange { job: 0, .. }));
-        assert!(b.spectra(&[], Precision::F64).unwrap().is_empty());
     }
 
     #[test]
