@@ -483,6 +483,7 @@ impl Real for f32 {
 
 /// A column-major copy of `m` if it is tall, of `m^T` if it is wide: always `p x q`, p >= q,
 /// with the same singular values as `m`.
+#[cfg(feature = "f32-arithmetic")]
 fn tall_copy<T: Real>(m: &Matrix) -> Mat<T> {
     let (rows, cols) = m.shape();
     let data = m.data();
