@@ -173,6 +173,43 @@ mod tests {
         }
     }
 
+    /// Each regression input (one that broke a contract before its fix) with the words its
+    /// ranged-GET error must contain.
+    const REGRESSIONS: &[(&str, &[&str])] = &[(
+        "416-without-total.http",
+        &[
+            "model.safetensors",
+            "HTTP 416",
+            "without a Content-Range total",
+        ],
+    )];
+
+    #[test]
+    fn fuzz_regressions_give_their_errors() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/fuzz/hub_response/regressions");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let (_, words) = REGRESSIONS
+                .iter()
+                .find(|(f, _)| *f == name)
+                .unwrap_or_else(|| panic!("{} has no expected error", path.display()));
+            let o = response(&std::fs::read(&path).unwrap()).expect("frames");
+            let e = o.range.expect_err(&name).to_string();
+            for w in *words {
+                assert!(e.contains(w), "{name}: `{w}` missing from: {e}");
+            }
+            seen += 1;
+        }
+        assert_eq!(
+            seen,
+            REGRESSIONS.len(),
+            "a listed regression file is missing"
+        );
+    }
+
     /// The seeds are answers a Hub gives: each frames, its HEAD reading gives an ETag that
     /// names a blob, and its range reading succeeds.
     #[test]

@@ -369,8 +369,20 @@ impl Transport {
     ) -> Result<(Vec<u8>, Option<u64>), Attempt> {
         let status = resp.status();
         if status == StatusCode::RANGE_NOT_SATISFIABLE {
+            // Only a range starting at or past the end of the file is unsatisfiable: the
+            // answer must say where the file ends.
             let total = content_range(&resp).and_then(|(_, _, t)| t);
-            return Ok((Vec::new(), total));
+            return match total {
+                Some(t) if t <= start => Ok((Vec::new(), total)),
+                _ => Err(Attempt::Fatal(HubError::Malformed {
+                    model: model.to_string(),
+                    what: file.to_string(),
+                    problem: format!(
+                        "HTTP 416 (range not satisfiable) for bytes {start}-{end} without a \
+                         Content-Range total at or before {start} (it gave {total:?})"
+                    ),
+                })),
+            };
         }
         if status == StatusCode::OK {
             // The whole file would follow: refuse rather than download it.
