@@ -20,6 +20,14 @@ pub enum ConfigError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "model config {path} is {size} bytes, over the limit of {limit} bytes for a config.json (real ones are a few kilobytes): it is not a model configuration"
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("model config {path} must be a JSON object")]
     NotAnObject { path: PathBuf },
     #[error("model config {path} has no {what} (looked for keys {keys:?})")]
@@ -37,6 +45,9 @@ pub enum ConfigError {
     },
 }
 
+/// The largest `config.json` read: 16 MiB (real ones are a few kilobytes).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// A model configuration: the JSON object of `config.json` and where it came from.
 #[derive(Clone, Debug)]
 pub struct ModelConfig {
@@ -45,12 +56,21 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// Reads and parses `path` (a `config.json`).
+    /// Reads and parses `path` (a `config.json`), refusing files over [`MAX_CONFIG_BYTES`].
     pub fn load(path: &Path) -> Result<ModelConfig, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
+        let io = |source| ConfigError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+                size,
+                limit: MAX_CONFIG_BYTES,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
         Self::from_slice(path, &bytes)
     }
 

@@ -16,10 +16,31 @@ pub struct Geometry {
     pub d_head: usize,
 }
 
+/// The largest value accepted for each dimension (layers, width, heads, KV heads, head
+/// width): 2^20, forty times the widest and thousands of times the deepest models published.
+/// A configuration is a few hundred bytes that the tensors are checked against afterwards, so
+/// its numbers alone must not size loops or allocations beyond this; with every dimension
+/// under 2^20, products of three of them cannot overflow.
+pub const MAX_DIMENSION: usize = 1 << 20;
+
 impl Geometry {
-    /// Why the geometry cannot be used, if it cannot: no heads, no KV heads, or query heads
-    /// that cannot be grouped evenly over the KV heads.
+    /// Why the geometry cannot be used, if it cannot: a dimension over [`MAX_DIMENSION`], no
+    /// heads, no KV heads, or query heads that cannot be grouped evenly over the KV heads.
     pub fn check(&self) -> Result<(), String> {
+        for (what, v) in [
+            ("layers", self.n_layers),
+            ("model width", self.d_model),
+            ("attention heads", self.n_heads),
+            ("key/value heads", self.n_kv_heads),
+            ("head width", self.d_head),
+        ] {
+            if v > MAX_DIMENSION {
+                return Err(format!(
+                    "{v} {what} is over the limit of {MAX_DIMENSION} (2^20) this tool accepts \
+                     for any dimension; the configuration is probably corrupt"
+                ));
+            }
+        }
         if self.n_heads == 0 || self.d_head == 0 {
             return Err(format!(
                 "{} attention heads of size {} leave nothing to analyse",

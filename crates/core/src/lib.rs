@@ -23,6 +23,8 @@ pub mod config;
 pub mod dataset;
 pub mod dtype;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod geometry;
 pub mod kind;
 pub mod matrix;

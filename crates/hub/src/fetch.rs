@@ -1,13 +1,13 @@
 //! [`Hub::fetch`]: choosing the files of a checkpoint, downloading each one into the cache
 //! with a verified, resumable download, and answering offline requests from the cache.
 
-use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use attn_spectra::CheckpointError;
 use indicatif::ProgressBar;
 use reqwest::header::RANGE;
 use reqwest::{StatusCode, Url};
@@ -46,31 +46,15 @@ pub(crate) fn read_index(
     name: &str,
     path: &Path,
 ) -> Result<(Vec<String>, std::collections::HashMap<String, String>), HubError> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        weight_map: std::collections::HashMap<String, String>,
-    }
-    let bad = |problem: String| HubError::Index {
-        model: model.to_string(),
-        file: name.to_string(),
-        problem,
-    };
     let bytes = std::fs::read(path).map_err(|e| HubError::io(path, e))?;
-    let index: Index =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a shard index: {e}")))?;
-    let mut shards: BTreeSet<String> = BTreeSet::new();
-    for shard in index.weight_map.values() {
-        if shard.contains(['/', '\\']) || shard.starts_with('.') || shard.is_empty() {
-            return Err(bad(format!(
-                "shard name `{shard}` is not a plain file name"
-            )));
-        }
-        shards.insert(shard.clone());
-    }
-    if shards.is_empty() {
-        return Err(bad("its weight_map is empty".into()));
-    }
-    Ok((shards.into_iter().collect(), index.weight_map))
+    attn_spectra::checkpoint::parse_shard_index(Path::new(name), &bytes).map_err(|e| match e {
+        CheckpointError::Index { problem, .. } => HubError::Index {
+            model: model.to_string(),
+            file: name.to_string(),
+            problem,
+        },
+        other => other.into(),
+    })
 }
 
 impl Hub {
@@ -418,7 +402,19 @@ impl Hub {
             }
         };
         bar.set_position(have);
+        let mut landed = have;
         while let Some(chunk) = resp.chunk().await.map_err(|e| transient(&e))? {
+            // Disk use is bounded by the size the HEAD announced, whatever the body's length.
+            landed += chunk.len() as u64;
+            if landed > size {
+                return Err(Attempt::Fatal(HubError::Malformed {
+                    model: ctx.model.to_string(),
+                    what: file.to_string(),
+                    problem: format!(
+                        "the download sent more than the {size} bytes its HEAD announced"
+                    ),
+                }));
+            }
             out.write_all(&chunk).map_err(io)?;
             counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             bar.inc(chunk.len() as u64);

@@ -54,6 +54,8 @@
 pub mod cache;
 mod error;
 mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod locate;
 #[cfg(feature = "mock")]
 pub mod mock;

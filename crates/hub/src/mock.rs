@@ -89,6 +89,8 @@ pub enum FaultKind {
     Corrupt,
     /// Wait this long before answering a GET.
     Stall(Duration),
+    /// Send this many bytes more than the file holds in answer to a whole-file GET.
+    Oversize(u64),
 }
 
 #[derive(Clone, Debug)]
@@ -836,7 +838,10 @@ fn content(req: &Request, state: &State, model: &str, file: &str, mut bytes: Vec
                 }
             }
             FaultKind::Stall(d) => stall = Some(d),
-            FaultKind::HeadStatus(_) => {}
+            FaultKind::Oversize(n) if req.header("Range").is_none() => {
+                bytes.extend(std::iter::repeat_n(0u8, n as usize));
+            }
+            FaultKind::HeadStatus(_) | FaultKind::Oversize(_) => {}
         }
     }
     let mut resp = match parse_range(req.header("Range"), len) {

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use reqwest::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, ETAG, LOCATION, RANGE,
+    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderMap, LOCATION, RANGE,
 };
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 
@@ -283,7 +283,7 @@ impl Transport {
             if !(status.is_success() || status.is_redirection()) {
                 return Err(self.status_error(model, revision, Some(file), &resp));
             }
-            return parse_meta(model, file, &resp).map_err(Attempt::Fatal);
+            return parse_meta(model, file, resp.headers()).map_err(Attempt::Fatal);
         }
         Err(malformed("too many redirects".into()))
     }
@@ -344,16 +344,45 @@ impl Transport {
         (start, end): (u64, u64),
         count: &(dyn Fn(u64) + Sync),
     ) -> Result<(Vec<u8>, Option<u64>), Attempt> {
-        let mut resp = self
+        let resp = self
             .auth(self.client.get(url.clone()))
             .header(RANGE, format!("bytes={start}-{}", end.saturating_sub(1)))
             .send()
             .await
             .map_err(|e| transient(&e))?;
+        self.read_range(model, revision, file, resp, (start, end), count)
+            .await
+    }
+
+    /// The answer to [`Transport::get_range`]'s request for bytes `start..end`: its body when
+    /// it is a `206` for exactly that range, `start..end` or, where the file ends before `end`
+    /// (its total size in `Content-Range`), `start..total`. A body longer than what was asked
+    /// is malformed; a shorter one, a transient failure (retried).
+    pub(crate) async fn read_range(
+        &self,
+        model: &str,
+        revision: &str,
+        file: &str,
+        mut resp: Response,
+        (start, end): (u64, u64),
+        count: &(dyn Fn(u64) + Sync),
+    ) -> Result<(Vec<u8>, Option<u64>), Attempt> {
         let status = resp.status();
         if status == StatusCode::RANGE_NOT_SATISFIABLE {
+            // Only a range starting at or past the end of the file is unsatisfiable: the
+            // answer must say where the file ends.
             let total = content_range(&resp).and_then(|(_, _, t)| t);
-            return Ok((Vec::new(), total));
+            return match total {
+                Some(t) if t <= start => Ok((Vec::new(), total)),
+                _ => Err(Attempt::Fatal(HubError::Malformed {
+                    model: model.to_string(),
+                    what: file.to_string(),
+                    problem: format!(
+                        "HTTP 416 (range not satisfiable) for bytes {start}-{end} without a \
+                         Content-Range total at or before {start} (it gave {total:?})"
+                    ),
+                })),
+            };
         }
         if status == StatusCode::OK {
             // The whole file would follow: refuse rather than download it.
@@ -380,18 +409,29 @@ impl Transport {
                 problem: format!("asked for bytes from {start}, got a range from {first}"),
             }));
         }
-        let want = end - start;
-        let mut out = Vec::with_capacity(want.min(1 << 30) as usize);
+        let want = end.saturating_sub(start);
+        // Where the file ends inside the range, only its rest can come.
+        let expect = match total {
+            Some(t) if t < end => t.saturating_sub(start),
+            _ => want,
+        };
+        let mut out = Vec::with_capacity(expect.min(1 << 30) as usize);
         while let Some(chunk) = resp.chunk().await.map_err(|e| transient(&e))? {
             count(chunk.len() as u64);
-            out.extend_from_slice(&chunk);
-            if out.len() as u64 > want {
-                break;
+            if out.len() as u64 + chunk.len() as u64 > expect {
+                return Err(Attempt::Fatal(HubError::Malformed {
+                    model: model.to_string(),
+                    what: file.to_string(),
+                    problem: format!(
+                        "range {start}-{end}: more than the {expect} bytes asked for arrived"
+                    ),
+                }));
             }
+            out.extend_from_slice(&chunk);
         }
-        if out.len() as u64 != want && Some(end) <= total {
+        if out.len() as u64 != expect {
             return Err(Attempt::Transient(format!(
-                "range {start}-{end} of {file}: {} of {want} bytes arrived",
+                "range {start}-{end} of {file}: {} of {expect} bytes arrived",
                 out.len()
             )));
         }
@@ -494,11 +534,11 @@ fn unreachable_cause(e: &reqwest::Error) -> Option<String> {
     None
 }
 
-fn header_str<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
-    resp.headers().get(name).and_then(|v| v.to_str().ok())
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn normalize_etag(raw: &str) -> String {
+pub(crate) fn normalize_etag(raw: &str) -> String {
     raw.trim()
         .strip_prefix("W/")
         .unwrap_or(raw.trim())
@@ -506,27 +546,32 @@ fn normalize_etag(raw: &str) -> String {
         .to_string()
 }
 
-fn parse_meta(model: &str, file: &str, resp: &Response) -> Result<FileMeta, HubError> {
+/// A HEAD response's size, ETag and commit (`X-Linked-*` headers first: those of an LFS file).
+pub(crate) fn parse_meta(
+    model: &str,
+    file: &str,
+    headers: &HeaderMap,
+) -> Result<FileMeta, HubError> {
     let bad = |problem: &str| HubError::Malformed {
         model: model.to_string(),
         what: file.to_string(),
         problem: problem.to_string(),
     };
-    let etag = header_str(resp, "x-linked-etag")
-        .or_else(|| header_str(resp, ETAG.as_str()))
+    let etag = header_str(headers, "x-linked-etag")
+        .or_else(|| header_str(headers, ETAG.as_str()))
         .map(normalize_etag)
         .ok_or_else(|| bad("no ETag header"))?;
-    let size = header_str(resp, "x-linked-size")
-        .or_else(|| header_str(resp, CONTENT_LENGTH.as_str()))
+    let size = header_str(headers, "x-linked-size")
+        .or_else(|| header_str(headers, CONTENT_LENGTH.as_str()))
         .and_then(|s| s.trim().parse::<u64>().ok())
         .ok_or_else(|| bad("no X-Linked-Size or Content-Length header"))?;
-    let commit = header_str(resp, "x-repo-commit").map(|s| s.trim().to_string());
+    let commit = header_str(headers, "x-repo-commit").map(|s| s.trim().to_string());
     Ok(FileMeta { etag, size, commit })
 }
 
 /// `Content-Range: bytes a-b/total` (or `bytes */total`) as `(a, b, total)`.
 pub(crate) fn content_range(resp: &Response) -> Option<(u64, u64, Option<u64>)> {
-    parse_content_range(header_str(resp, CONTENT_RANGE.as_str())?)
+    parse_content_range(header_str(resp.headers(), CONTENT_RANGE.as_str())?)
 }
 
 pub(crate) fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {

@@ -512,6 +512,34 @@ fn corrupt_bytes_end_in_a_checksum_error_naming_both_hashes() {
 }
 
 #[test]
+fn a_body_longer_than_announced_is_cut_off_at_the_announced_size() {
+    let env = env();
+    let m = "org/oversize";
+    put_single(&env, m, "main", 1.0);
+    let size = env.served_bytes(m, "main", "model.safetensors").len();
+    env.hub
+        .inject(m, "model.safetensors", FaultKind::Oversize(1 << 20), 100);
+    let e = env.client().fetch(m, "main", Want::Auto).unwrap_err();
+    let s = e.to_string();
+    assert!(matches!(e, HubError::Malformed { .. }), "{s}");
+    assert!(
+        s.contains("model.safetensors")
+            && s.contains(&format!("more than the {size} bytes its HEAD announced")),
+        "{s}"
+    );
+    // Nothing past the announced size reached the disk.
+    let blobs = env.cache.join("models--org--oversize/blobs");
+    for f in std::fs::read_dir(&blobs).unwrap() {
+        let f = f.unwrap().path();
+        assert!(
+            std::fs::metadata(&f).unwrap().len() <= size as u64,
+            "{}",
+            f.display()
+        );
+    }
+}
+
+#[test]
 fn a_stalled_response_times_out_and_is_retried() {
     let env = env();
     let m = "org/stall";

@@ -89,26 +89,29 @@ pub mod quants;
 mod tests;
 mod writer;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-
-use memmap2::Mmap;
 
 pub use format::{GgufValue, gguf_files_in, is_gguf_path};
 use format::{StoredTensor, corrupt, parse};
 use names::{Layout, Plan};
 pub use writer::write_file;
 
-use super::{CheckpointError, SourceFormat, TensorMeta, TensorStore};
+use super::{CheckpointError, FileBytes, SourceFormat, TensorMeta, TensorStore};
 
 /// A memory-mapped GGUF file: its metadata, its tensors and their Hugging Face names.
 pub struct GgufStore {
     files: Vec<PathBuf>,
-    map: Mmap,
+    map: FileBytes,
     version: u32,
     metadata: Vec<(String, GgufValue)>,
+    /// Position of each key in `metadata`: look-ups are made per tensor, and a linear search
+    /// would make opening a file quadratic in its size.
+    metadata_index: HashMap<String, usize>,
     stored: Vec<StoredTensor>,
+    /// Position of each stored tensor's name in `stored`, for the same reason.
+    stored_index: HashMap<String, usize>,
     tensors: Vec<TensorMeta>,
     plans: Vec<Plan>,
 }
@@ -126,22 +129,36 @@ impl fmt::Debug for GgufStore {
 impl GgufStore {
     /// Opens and validates a GGUF file.
     pub fn open(path: &Path) -> Result<GgufStore, CheckpointError> {
-        let io = |source| CheckpointError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::open(path).map_err(io)?;
-        // SAFETY: the map is read-only and bytes are only copied out after bounds checks; as for
-        // every memory-mapped reader, truncation by another process while mapped is outside what
-        // this reader can defend against.
-        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        Self::from_file_bytes(path, FileBytes::map(path)?)
+    }
+
+    /// A GGUF file given as bytes, validated and exposed exactly as [`GgufStore::open`] does
+    /// for a mapped file; `path` is only used in messages.
+    pub(crate) fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<GgufStore, CheckpointError> {
+        Self::from_file_bytes(path, FileBytes::Owned(bytes))
+    }
+
+    fn from_file_bytes(path: &Path, map: FileBytes) -> Result<GgufStore, CheckpointError> {
         let (version, metadata, stored) = parse(path, &map)?;
+        // Keys and names are unique (checked by `parse`).
+        let metadata_index = metadata
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.clone(), i))
+            .collect();
+        let stored_index = stored
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
         let mut store = GgufStore {
             files: vec![path.to_path_buf()],
             map,
             version,
             metadata,
+            metadata_index,
             stored,
+            stored_index,
             tensors: Vec::new(),
             plans: Vec::new(),
         };
@@ -165,7 +182,7 @@ impl GgufStore {
 
     /// The metadata value under `key`.
     pub fn get(&self, key: &str) -> Option<&GgufValue> {
-        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.metadata_index.get(key).map(|&i| &self.metadata[i].1)
     }
 
     /// `general.architecture`.
@@ -231,7 +248,7 @@ impl GgufStore {
     }
 
     fn has_stored(&self, name: &str) -> bool {
-        self.stored.iter().any(|t| t.name == name)
+        self.stored_index.contains_key(name)
     }
 
     /// Dequantises stored tensor `i` to `f64` in its stored (row-major PyTorch) order.
@@ -247,7 +264,12 @@ impl GgufStore {
         }
         // The range was validated against the file and the type's block size when opened.
         let bytes = &self.map[t.range.0..t.range.1];
-        let mut out = Vec::with_capacity(t.ne.iter().product());
+        let numel = if t.ne.contains(&0) {
+            0
+        } else {
+            t.ne.iter().product()
+        };
+        let mut out = Vec::with_capacity(numel);
         quants::dequantize(t.dtype, bytes, &mut out).ok_or_else(|| {
             corrupt(
                 self.path(),

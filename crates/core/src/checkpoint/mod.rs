@@ -150,7 +150,13 @@ pub struct TensorMeta {
 
 impl TensorMeta {
     /// Number of elements (product of the shape).
+    ///
+    /// Zero when any dimension is zero, whatever the others (whose product alone could
+    /// overflow: readers bound the dimensions of tensors that hold data by the file's size).
     pub fn numel(&self) -> usize {
+        if self.shape.contains(&0) {
+            return 0;
+        }
         self.shape.iter().product()
     }
 
@@ -415,12 +421,62 @@ impl Checkpoint {
     }
 }
 
+/// Parses a shard index (`model.safetensors.index.json`, `pytorch_model.bin.index.json`):
+/// the shard file names it names (sorted, deduplicated, each a plain file name) and its
+/// `weight_map` (tensor name -> shard). An empty map or a name with a path in it is an error
+/// naming `path`, which is only used in messages. The one parser of shard indexes, for local
+/// checkpoints and for the Hub client alike.
+pub fn parse_shard_index(
+    path: &Path,
+    json: &[u8],
+) -> Result<(Vec<String>, HashMap<String, String>), CheckpointError> {
+    let (index, names) = shards::ShardIndex::parse(path, json)?;
+    Ok((names, index.weight_map().clone()))
+}
+
+/// The bytes of one weight file: memory-mapped when opened from disk, owned when a reader is
+/// handed bytes directly ([`crate::fuzzing`]). Readers see `&[u8]` either way, so both run the
+/// same parsing and decoding code.
+pub(crate) enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl FileBytes {
+    /// Memory-maps `path` read-only.
+    pub(crate) fn map(path: &Path) -> Result<FileBytes, CheckpointError> {
+        let io = |source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the map is read-only and its bytes are only ever copied out after bounds
+        // checks. As with every memory-mapped reader (safetensors, candle), a file truncated
+        // by another process while mapped is outside what this reader can defend against.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Ok(FileBytes::Mapped(map))
+    }
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Owned(v) => v,
+        }
+    }
+}
+
 /// Drops the pages of `len` bytes at `offset` of a read-only file mapping from this process's
 /// resident set, once the tensor stored there has been decoded into owned memory. They stay in
 /// the page cache, and a later read faults them in again with the same bytes, so only memory
 /// use changes: resident memory stays near one layer's weights however big the model. Best
-/// effort (Unix only; an error just leaves the pages resident).
-pub(crate) fn release_pages(map: &memmap2::Mmap, offset: usize, len: usize) {
+/// effort (Unix only; an error just leaves the pages resident). Owned bytes are left alone.
+pub(crate) fn release_pages(bytes: &FileBytes, offset: usize, len: usize) {
+    let FileBytes::Mapped(map) = bytes else {
+        return;
+    };
     #[cfg(unix)]
     if len > 0 && offset.checked_add(len).is_some_and(|end| end <= map.len()) {
         // SAFETY: the mapping is read-only and backed by the file, so dropping its pages

@@ -27,13 +27,10 @@
 pub mod unpickle;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
-
-use super::{CheckpointError, SourceFormat, TensorMeta, TensorStore, shards};
+use super::{CheckpointError, FileBytes, SourceFormat, TensorMeta, TensorStore, shards};
 use crate::dtype::{DType, decode_f64};
 
 /// The legacy format's first bytes: `PROTO 2`, `LONG1` of 10 bytes, torch's magic number
@@ -59,7 +56,7 @@ struct View {
 /// The tensors of one or more PyTorch zip checkpoints.
 pub struct PickleStore {
     files: Vec<PathBuf>,
-    maps: Vec<Mmap>,
+    maps: Vec<FileBytes>,
     tensors: Vec<TensorMeta>,
     views: Vec<View>,
 }
@@ -105,45 +102,61 @@ impl PickleStore {
         };
         let mut owner: HashMap<String, usize> = HashMap::new();
         for path in paths {
-            let io = |source| CheckpointError::Io {
-                path: path.clone(),
-                source,
-            };
-            let file = File::open(path).map_err(io)?;
-            // SAFETY: the map is read-only and bytes are only copied out after bounds checks;
-            // as for every memory-mapped reader, truncation by another process while mapped is
-            // outside what this reader can defend against.
-            let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-            let entries = index_file(path, &map)?;
-            let file_index = store.maps.len();
-            for Indexed {
-                name,
-                dtype,
-                shape,
-                view,
-            } in entries
-            {
-                if let Some(&prev) = owner.get(&name) {
-                    return Err(CheckpointError::DuplicateTensor {
-                        name,
-                        first: store.files[prev].clone(),
-                        second: path.clone(),
-                    });
-                }
-                owner.insert(name.clone(), file_index);
-                store.tensors.push(TensorMeta {
-                    name,
-                    stored_name: None,
-                    dtype,
-                    shape,
-                    file: file_index,
-                });
-                store.views.push(view);
-            }
-            store.files.push(path.clone());
-            store.maps.push(map);
+            store.add(&mut owner, path, FileBytes::map(path)?)?;
         }
         Ok(store)
+    }
+
+    /// One `torch.save` archive given as bytes, indexed exactly as
+    /// [`PickleStore::open_files`] indexes a mapped file; `path` is only used in messages.
+    pub(crate) fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<PickleStore, CheckpointError> {
+        let mut store = PickleStore {
+            files: Vec::new(),
+            maps: Vec::new(),
+            tensors: Vec::new(),
+            views: Vec::new(),
+        };
+        store.add(&mut HashMap::new(), path, FileBytes::Owned(bytes))?;
+        Ok(store)
+    }
+
+    /// Indexes one archive and adds its tensors; `owner` maps every tensor name seen so far
+    /// to its file.
+    fn add(
+        &mut self,
+        owner: &mut HashMap<String, usize>,
+        path: &Path,
+        map: FileBytes,
+    ) -> Result<(), CheckpointError> {
+        let entries = index_file(path, &map)?;
+        let file_index = self.maps.len();
+        for Indexed {
+            name,
+            dtype,
+            shape,
+            view,
+        } in entries
+        {
+            if let Some(&prev) = owner.get(&name) {
+                return Err(CheckpointError::DuplicateTensor {
+                    name,
+                    first: self.files[prev].clone(),
+                    second: path.to_path_buf(),
+                });
+            }
+            owner.insert(name.clone(), file_index);
+            self.tensors.push(TensorMeta {
+                name,
+                stored_name: None,
+                dtype,
+                shape,
+                file: file_index,
+            });
+            self.views.push(view);
+        }
+        self.files.push(path.to_path_buf());
+        self.maps.push(map);
+        Ok(())
     }
 }
 
@@ -376,6 +389,15 @@ fn index_file(path: &Path, map: &[u8]) -> Result<Vec<Indexed>, CheckpointError> 
             if n == 1 {
                 *s = 0;
             }
+        }
+        if numel > storage_numel {
+            // Only a view that repeats elements (a stride of 0, as `expand` makes) can be
+            // larger than its storage; reading it would allocate out of proportion to the file.
+            return Err(bad(format!(
+                "view (size {shape:?}, stride {stride:?}) has {numel} elements, more than the \
+                 {storage_numel} its storage `{key}` holds; such broadcast views are refused \
+                 (save the tensor with .contiguous() or .clone() first)"
+            )));
         }
         if numel > 0 {
             let last = shape

@@ -10,14 +10,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
-use super::{CheckpointError, SourceFormat, TensorMeta, TensorStore, shards};
+use super::{CheckpointError, FileBytes, SourceFormat, TensorMeta, TensorStore, shards};
 use crate::dtype::{DType, decode_f64, fp8_to_f64};
 
 /// Largest header accepted (the reference implementation's limit).
@@ -26,7 +24,7 @@ const MAX_HEADER: u64 = 100_000_000;
 /// One memory-mapped safetensors file and the byte ranges of its tensors.
 struct MappedFile {
     path: PathBuf,
-    map: Mmap,
+    map: FileBytes,
     /// Start of the data section (8 + header length).
     data_start: usize,
 }
@@ -74,18 +72,9 @@ impl<'de> Deserialize<'de> for RawHeader {
 
 impl MappedFile {
     fn open(path: &Path) -> Result<MappedFile, CheckpointError> {
-        let io = |source| CheckpointError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::open(path).map_err(io)?;
-        // SAFETY: the map is read-only and its bytes are only ever copied out after bounds
-        // checks. As with every memory-mapped reader (safetensors, candle), a file truncated
-        // by another process while mapped is outside what this reader can defend against.
-        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         Ok(MappedFile {
             path: path.to_path_buf(),
-            map,
+            map: FileBytes::map(path)?,
             data_start: 0,
         })
     }
@@ -255,37 +244,68 @@ impl SafetensorsStore {
         };
         let mut owner: HashMap<String, usize> = HashMap::new();
         for path in paths {
-            let mut mapped = MappedFile::open(path)?;
-            let entries = mapped.parse()?;
-            let file = store.maps.len();
-            for HeaderEntry {
-                name,
-                dtype,
-                shape,
-                range,
-            } in entries
-            {
-                if let Some(&prev) = owner.get(&name) {
-                    return Err(CheckpointError::DuplicateTensor {
-                        name,
-                        first: store.files[prev].clone(),
-                        second: path.clone(),
-                    });
-                }
-                owner.insert(name.clone(), file);
-                store.tensors.push(TensorMeta {
-                    name,
-                    stored_name: None,
-                    dtype,
-                    shape,
-                    file,
-                });
-                store.ranges.push(range);
-            }
-            store.files.push(path.clone());
-            store.maps.push(mapped);
+            store.add(&mut owner, MappedFile::open(path)?)?;
         }
         Ok(store)
+    }
+
+    /// One file given as bytes, read exactly as [`SafetensorsStore::open_files`] reads a
+    /// mapped file; `path` is only used in messages.
+    pub(crate) fn from_bytes(
+        path: &Path,
+        bytes: Vec<u8>,
+    ) -> Result<SafetensorsStore, CheckpointError> {
+        let mut store = SafetensorsStore {
+            files: Vec::new(),
+            maps: Vec::new(),
+            tensors: Vec::new(),
+            ranges: Vec::new(),
+        };
+        let file = MappedFile {
+            path: path.to_path_buf(),
+            map: FileBytes::Owned(bytes),
+            data_start: 0,
+        };
+        store.add(&mut HashMap::new(), file)?;
+        Ok(store)
+    }
+
+    /// Parses `mapped`'s header and adds its tensors; `owner` maps every tensor name seen so
+    /// far to its file.
+    fn add(
+        &mut self,
+        owner: &mut HashMap<String, usize>,
+        mut mapped: MappedFile,
+    ) -> Result<(), CheckpointError> {
+        let entries = mapped.parse()?;
+        let file = self.maps.len();
+        for HeaderEntry {
+            name,
+            dtype,
+            shape,
+            range,
+        } in entries
+        {
+            if let Some(&prev) = owner.get(&name) {
+                return Err(CheckpointError::DuplicateTensor {
+                    name,
+                    first: self.files[prev].clone(),
+                    second: mapped.path.clone(),
+                });
+            }
+            owner.insert(name.clone(), file);
+            self.tensors.push(TensorMeta {
+                name,
+                stored_name: None,
+                dtype,
+                shape,
+                file,
+            });
+            self.ranges.push(range);
+        }
+        self.files.push(mapped.path.clone());
+        self.maps.push(mapped);
+        Ok(())
     }
 
     /// Opens the safetensors weights of a checkpoint directory, or `None` when it has none.

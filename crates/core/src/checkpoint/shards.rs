@@ -10,6 +10,10 @@ use serde::Deserialize;
 
 use super::CheckpointError;
 
+/// The largest shard index read: 64 MiB (those of models with 100,000 tensors are about
+/// 10 MB).
+pub(crate) const MAX_INDEX_BYTES: u64 = 64 << 20;
+
 /// Where a checkpoint directory keeps one format's weights.
 pub(crate) enum Layout {
     /// A shard index (`*.index.json`); read it with [`ShardIndex::read`].
@@ -101,25 +105,25 @@ impl ShardIndex {
         dir: &Path,
         path: &Path,
     ) -> Result<(ShardIndex, Vec<PathBuf>), CheckpointError> {
-        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+        let io = |source| CheckpointError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        let raw: RawIndex = serde_json::from_slice(&bytes)
-            .map_err(|e| bad(path, format!("not a shard index: {e}")))?;
-        let index = ShardIndex {
-            path: path.to_path_buf(),
-            weight_map: raw.weight_map,
         };
-        let mut names: Vec<&String> = index.weight_map.values().collect();
-        names.sort();
-        names.dedup();
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > MAX_INDEX_BYTES {
+            return Err(bad(
+                path,
+                format!(
+                    "it is {size} bytes, over the limit of {MAX_INDEX_BYTES} bytes for a shard \
+                     index (those of the largest models are a few megabytes)"
+                ),
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        let (index, names) = ShardIndex::parse(path, &bytes)?;
         let mut paths = Vec::new();
         for name in names {
-            if name.contains('/') || name.contains('\\') || name.starts_with("..") {
-                return Err(index.bad(format!("shard name `{name}` is not a plain file name")));
-            }
-            let shard = dir.join(name);
+            let shard = dir.join(&name);
             if !shard.is_file() {
                 return Err(index.bad(format!(
                     "names shard {name}, which is not in {}",
@@ -129,6 +133,39 @@ impl ShardIndex {
             paths.push(shard);
         }
         Ok((index, paths))
+    }
+
+    /// Parses an index's JSON and returns it with the shard file names it names (sorted,
+    /// deduplicated, each a plain file name: no `/` or `\`, not empty, not starting with
+    /// `.`); an empty `weight_map` is an error. `path` is only used in messages.
+    pub(crate) fn parse(
+        path: &Path,
+        json: &[u8],
+    ) -> Result<(ShardIndex, Vec<String>), CheckpointError> {
+        let raw: RawIndex = serde_json::from_slice(json)
+            .map_err(|e| bad(path, format!("not a shard index: {e}")))?;
+        let index = ShardIndex {
+            path: path.to_path_buf(),
+            weight_map: raw.weight_map,
+        };
+        let mut names: Vec<&String> = index.weight_map.values().collect();
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return Err(index.bad("its weight_map is empty".into()));
+        }
+        for name in &names {
+            if name.contains(['/', '\\']) || name.starts_with('.') || name.is_empty() {
+                return Err(index.bad(format!("shard name `{name}` is not a plain file name")));
+            }
+        }
+        let names = names.into_iter().cloned().collect();
+        Ok((index, names))
+    }
+
+    /// The index's `weight_map`: tensor name -> shard file name.
+    pub(crate) fn weight_map(&self) -> &HashMap<String, String> {
+        &self.weight_map
     }
 
     /// Checks that every tensor the index maps is held by the shard it names; `held` lists

@@ -18,6 +18,10 @@ pub(super) const DEFAULT_ALIGNMENT: u64 = 32;
 const MAX_DIMS: u32 = 4;
 /// Nesting depth of metadata arrays accepted.
 pub(super) const MAX_ARRAY_DEPTH: usize = 4;
+/// Elements of one metadata array accepted: 64 times the largest tokenizer vocabularies
+/// (262,144 tokens) and merge lists written so far. An element takes 1 to 12 bytes in the
+/// file and 32 bytes in memory, so this bounds an array to 512 MiB in memory.
+pub(super) const MAX_ARRAY_LEN: u64 = 1 << 24;
 
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -308,6 +312,12 @@ impl<'a> Cursor<'a> {
                         return Err(self.err(format!("{what}: unknown array element type {other}")));
                     }
                 };
+                if n > MAX_ARRAY_LEN {
+                    return Err(self.err(format!(
+                        "{what}: array of {n} elements, over the limit of {MAX_ARRAY_LEN} \
+                         elements per metadata array"
+                    )));
+                }
                 if n > (self.remaining() / min) as u64 {
                     return Err(self.err(format!(
                         "{what}: array of {n} elements cannot fit in the {} bytes left",
@@ -502,6 +512,19 @@ pub(super) fn parse(
             return Err(bad(format!(
                 "row length {} is not a multiple of the {dtype} block size {block}",
                 ne[0]
+            )));
+        }
+        // Every dimension is bounded by the file's size, also in a tensor with a zero
+        // dimension (which holds no data): its other dimensions, each counted at least once,
+        // must fit in the file too, so no count derived from them can exceed its size.
+        let mut span = ((ne[0] / block).max(1) as u64).checked_mul(size as u64);
+        for &n in &ne[1..] {
+            span = span.and_then(|b| b.checked_mul((n as u64).max(1)));
+        }
+        if span.is_none_or(|b| b > file_len) {
+            return Err(bad(format!(
+                "dimensions {:?} describe more data than the {file_len}-byte file holds",
+                info.ne
             )));
         }
         let mut nbytes = ((ne[0] / block) as u64).checked_mul(size as u64);

@@ -49,7 +49,20 @@ impl GgufStore {
                 ),
             ));
         }
-        Ok((d, n_head, n_kv, key_length.unwrap_or(d / n_head)))
+        let hd = key_length.unwrap_or(d / n_head);
+        // The fused tensor's rows, (n_head + 2 n_kv) hd, must be a number.
+        if n_kv
+            .checked_mul(2)
+            .and_then(|kv| kv.checked_add(n_head))
+            .and_then(|heads| heads.checked_mul(hd))
+            .is_none()
+        {
+            return Err(corrupt(
+                self.path(),
+                format!("{arch}: {n_head} heads and {n_kv} key/value heads of width {hd} overflow"),
+            ));
+        }
+        Ok((d, n_head, n_kv, hd))
     }
 
     /// Builds the exposed tensors: Hugging Face names and layouts for the architectures of the

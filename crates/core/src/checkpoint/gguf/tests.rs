@@ -114,14 +114,22 @@ fn rejects_absurd_lengths_in_metadata() {
     b.extend_from_slice(&(u64::MAX - 3).to_le_bytes());
     b.extend_from_slice(&[0; 32]);
     assert!(open_err(&b).contains("runs past the end"));
-    // An array claiming 2^40 elements.
-    let mut b = header(3, 0, 1);
-    b.extend_from_slice(&1u64.to_le_bytes());
-    b.push(b'k');
-    b.extend_from_slice(&9u32.to_le_bytes());
-    b.extend_from_slice(&4u32.to_le_bytes());
-    b.extend_from_slice(&(1u64 << 40).to_le_bytes());
-    assert!(open_err(&b).contains("cannot fit"));
+    // Arrays claiming 2^40 elements (over the cap) and 2^20 (more than the file holds).
+    let array = |n: u64| {
+        let mut b = header(3, 0, 1);
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.push(b'k');
+        b.extend_from_slice(&9u32.to_le_bytes());
+        b.extend_from_slice(&4u32.to_le_bytes());
+        b.extend_from_slice(&n.to_le_bytes());
+        b
+    };
+    let e = open_err(&array(1 << 40));
+    assert!(
+        e.contains("`k`") && e.contains("over the limit of 16777216 elements"),
+        "{e}"
+    );
+    assert!(open_err(&array(1 << 20)).contains("cannot fit"));
     // Unknown value type, bad bool, deep nesting.
     let mut b = header(3, 0, 1);
     b.extend_from_slice(&1u64.to_le_bytes());
@@ -158,7 +166,18 @@ fn rejects_bad_tensor_infos() {
     let e = open_err(&w("w", 0, vec![1, 1, 1, 1, 1], vec![0; 4]));
     assert!(e.contains("5 dimensions"), "{e}");
     let e = open_err(&w("w", 0, vec![1 << 62, 1 << 62], vec![0; 4]));
-    assert!(e.contains("overflow"), "{e}");
+    assert!(
+        e.contains("`w`") && e.contains("describe more data than"),
+        "{e}"
+    );
+    // A tensor without data (a zero dimension) whose other dimension the file could not hold.
+    let e = open_err(&w("w", 0, vec![0, 1 << 40], vec![]));
+    assert!(
+        e.contains("`w`") && e.contains("describe more data than"),
+        "{e}"
+    );
+    let (_dir, empty) = open_bytes(&w("w", 0, vec![0, 3], vec![]));
+    assert_eq!(empty.tensors()[0].shape, vec![3, 0]);
     let e = open_err(&w("w", 0, vec![u64::MAX], vec![0; 4]));
     assert!(e.contains("`w`"), "{e}");
     // Misaligned offsets, overlaps and duplicates, by editing the offsets of a valid file.

@@ -10,6 +10,43 @@ use crate::dtype::DType;
 
 /// Nesting depth followed when collecting tensors out of nested dicts.
 const MAX_DEPTH: usize = 32;
+/// Dimensions of a tensor accepted (torch's own kernels stop at 25).
+pub const MAX_RANK: usize = 64;
+/// Work allowed per byte of pickle on what opcodes do not pay for one at a time: elements
+/// copied or visited by calls (`OrderedDict` of a list, tensor metadata) and the bytes of the
+/// dotted names built for tensors of nested dicts. One memoised container can be handed to
+/// any number of calls, so without this a pickle of n bytes could make n^2 work.
+pub const WORK_PER_BYTE: usize = 16;
+/// Work allowed on top of [`WORK_PER_BYTE`], whatever the pickle's size.
+pub const WORK_BASE: usize = 1 << 20;
+
+/// What is left of a pickle's work allowance ([`WORK_PER_BYTE`], [`WORK_BASE`]).
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    left: usize,
+    limit: usize,
+}
+
+impl Budget {
+    fn for_size(bytes: usize) -> Budget {
+        let limit = bytes
+            .saturating_mul(WORK_PER_BYTE)
+            .saturating_add(WORK_BASE);
+        Budget { left: limit, limit }
+    }
+
+    fn spend(&mut self, n: usize) -> Result<(), String> {
+        self.left = self.left.checked_sub(n).ok_or_else(|| {
+            format!(
+                "the pickle needs more than {} units of work (element copies and name bytes; \
+                 {WORK_PER_BYTE} per byte of pickle plus {WORK_BASE}): a small pickle describing \
+                 enormous work, such as one container handed to many calls, is refused",
+                self.limit
+            )
+        })?;
+        Ok(())
+    }
+}
 
 /// A storage as named by a persistent id.
 #[derive(Debug, PartialEq)]
@@ -96,8 +133,67 @@ impl Value {
     }
 }
 
+impl Value {
+    /// Whether dropping this value may drop other values.
+    fn is_container(&self) -> bool {
+        matches!(self, Value::Tuple(_) | Value::List(_) | Value::Dict(_))
+    }
+
+    /// Moves the containers held by this value, where this value is their only owner, into
+    /// `work`, leaving `Value::None` (or nothing) in their place.
+    fn detach_children(&mut self, work: &mut Vec<Value>) {
+        let mut keep = |v: &mut Value| {
+            if v.is_container() {
+                work.push(std::mem::replace(v, Value::None));
+            }
+        };
+        match self {
+            Value::Tuple(items) => {
+                if let Some(items) = Rc::get_mut(items) {
+                    items.iter_mut().for_each(&mut keep);
+                }
+            }
+            Value::List(items) => {
+                if let Some(items) = Rc::get_mut(items) {
+                    items.get_mut().iter_mut().for_each(&mut keep);
+                }
+            }
+            Value::Dict(items) => {
+                if let Some(items) = Rc::get_mut(items) {
+                    for (k, v) in items.get_mut().iter_mut() {
+                        keep(k);
+                        keep(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Containers nest as deep as the pickle says (a few hundred kilobytes of `TUPLE1` opcodes
+/// make a million levels), deeper than the stack allows a recursive drop to go: the
+/// containers a value owns alone are taken apart one level at a time from a work list.
+impl Drop for Value {
+    fn drop(&mut self) {
+        if !self.is_container() {
+            return;
+        }
+        let mut work = Vec::new();
+        self.detach_children(&mut work);
+        while let Some(mut v) = work.pop() {
+            v.detach_children(&mut work);
+        }
+    }
+}
+
 /// The root object of a pickle, opaque outside this module.
-pub struct Root(Value);
+pub struct Root(
+    Value,
+    Budget,
+    // Never read: held so that its drop frees the pickle's containers with the root.
+    #[allow(dead_code)] Arena,
+);
 
 fn resolve_global(module: &str, name: &str) -> Option<Global> {
     use DType::*;
@@ -284,9 +380,50 @@ struct Machine {
     marks: Vec<usize>,
     memo: HashMap<u64, Value>,
     storages: HashMap<String, Rc<StorageRef>>,
+    budget: Budget,
+    arena: Arena,
+}
+
+/// A list or dict the pickle built.
+enum Shared {
+    List(Rc<RefCell<Vec<Value>>>),
+    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+}
+
+/// Every list and dict a pickle built. Through the memo a pickle can put a list inside itself
+/// (`DUP`, `APPEND`), a cycle that reference counting never frees: when the arena is dropped
+/// it empties each of them, which breaks every cycle, so nothing a pickle builds outlives its
+/// [`Root`] (or the failed [`unpickle`]). Tuples are built from existing values and cannot
+/// close a cycle by themselves.
+#[derive(Default)]
+struct Arena(Vec<Shared>);
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        for shared in self.0.drain(..) {
+            // Taken out and dropped here; containers inside them are still held by the arena
+            // (so their drop does not recurse) and are emptied in their turn.
+            match shared {
+                Shared::List(l) => drop(std::mem::take(&mut *l.borrow_mut())),
+                Shared::Dict(d) => drop(std::mem::take(&mut *d.borrow_mut())),
+            }
+        }
+    }
 }
 
 impl Machine {
+    fn push_list(&mut self, items: Vec<Value>) {
+        let l = Rc::new(RefCell::new(items));
+        self.arena.0.push(Shared::List(l.clone()));
+        self.stack.push(Value::List(l));
+    }
+
+    fn push_dict(&mut self, items: Vec<(Value, Value)>) {
+        let d = Rc::new(RefCell::new(items));
+        self.arena.0.push(Shared::Dict(d.clone()));
+        self.stack.push(Value::Dict(d));
+    }
+
     fn pop(&mut self) -> Result<Value, String> {
         if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
             return Err("pops past a MARK".into());
@@ -334,6 +471,16 @@ fn uint(v: &Value, what: &str) -> Result<u64, String> {
 }
 
 fn uint_tuple(v: &Value, what: &str) -> Result<Vec<u64>, String> {
+    let rank = match v {
+        Value::Tuple(items) => items.len(),
+        Value::List(items) => items.borrow().len(),
+        _ => 0,
+    };
+    if rank > MAX_RANK {
+        return Err(format!(
+            "{what} has {rank} dimensions, more than the {MAX_RANK} accepted"
+        ));
+    }
     match v {
         Value::Tuple(items) => items.iter().map(|x| uint(x, what)).collect(),
         Value::List(items) => items.borrow().iter().map(|x| uint(x, what)).collect(),
@@ -388,10 +535,19 @@ fn rebuild_tensor(args: &[Value], dtype: Option<&Value>) -> Result<Value, String
 
 /// Applies tensor metadata (`{"neg": bool, "conj": bool}`) to a rebuilt tensor; the
 /// conjugate bit is a no-op on real values.
-fn apply_metadata(tensor: Value, metadata: Option<&Value>) -> Result<Value, String> {
-    let Value::Tensor(t) = tensor else {
+fn apply_metadata(
+    tensor: Value,
+    metadata: Option<&Value>,
+    budget: &mut Budget,
+) -> Result<Value, String> {
+    let Value::Tensor(t) = &tensor else {
         return Ok(tensor);
     };
+    let t = t.clone();
+    drop(tensor);
+    if let Some(Value::Dict(items)) = metadata {
+        budget.spend(items.borrow().len())?;
+    }
     let Some(Value::Dict(items)) = metadata else {
         return match metadata {
             None | Some(Value::None) => Ok(Value::Tensor(t)),
@@ -426,7 +582,7 @@ fn apply_metadata(tensor: Value, metadata: Option<&Value>) -> Result<Value, Stri
 }
 
 /// Calls an allowed global: the REDUCE opcode.
-fn call(func: &Value, args: &Value) -> Result<Value, String> {
+fn call(func: &Value, args: &Value, budget: &mut Budget) -> Result<Value, String> {
     let Value::Global(g) = func else {
         return Err(format!(
             "REDUCE calls {}, not a known function",
@@ -449,14 +605,20 @@ fn call(func: &Value, args: &Value) -> Result<Value, String> {
             let mut items = Vec::new();
             if let Some(arg) = args.first() {
                 let pairs: Vec<Value> = match arg {
-                    Value::List(l) => l.borrow().clone(),
-                    Value::Tuple(t) => t.to_vec(),
+                    Value::List(l) => {
+                        budget.spend(l.borrow().len())?;
+                        l.borrow().clone()
+                    }
+                    Value::Tuple(t) => {
+                        budget.spend(t.len())?;
+                        t.to_vec()
+                    }
                     other => {
                         return Err(format!("OrderedDict of {}", other.kind()));
                     }
                 };
                 for p in pairs {
-                    match p {
+                    match &p {
                         Value::Tuple(kv) if kv.len() == 2 => {
                             items.push((kv[0].clone(), kv[1].clone()))
                         }
@@ -469,12 +631,12 @@ fn call(func: &Value, args: &Value) -> Result<Value, String> {
         Global::RebuildTensorV2 => {
             arity(6, 7, "_rebuild_tensor_v2")?;
             let t = rebuild_tensor(args, None)?;
-            apply_metadata(t, args.get(6))
+            apply_metadata(t, args.get(6), budget)
         }
         Global::RebuildTensorV3 => {
             arity(7, 8, "_rebuild_tensor_v3")?;
             let t = rebuild_tensor(args, Some(&args[6]))?;
-            apply_metadata(t, args.get(7))
+            apply_metadata(t, args.get(7), budget)
         }
         Global::RebuildParameter | Global::RebuildParameterWithState => {
             let (lo, name) = if *g == Global::RebuildParameter {
@@ -505,7 +667,7 @@ fn call(func: &Value, args: &Value) -> Result<Value, String> {
                     | Global::RebuildTensorV3
                     | Global::RebuildParameter
                     | Global::RebuildParameterWithState,
-                ) => call(&args[0], &args[2]),
+                ) => call(&args[0], &args[2], budget),
                 other => Err(format!("_rebuild_from_type_v2 calls {}", other.kind())),
             }
         }
@@ -520,7 +682,7 @@ fn persistent_load(
     pid: Value,
     storages: &mut HashMap<String, Rc<StorageRef>>,
 ) -> Result<Value, String> {
-    let Value::Tuple(items) = pid else {
+    let Value::Tuple(items) = &pid else {
         return Err(format!("persistent id is {}, not a tuple", pid.kind()));
     };
     let [
@@ -577,6 +739,8 @@ pub fn unpickle(data: &[u8]) -> Result<Root, String> {
         marks: Vec::new(),
         memo: HashMap::new(),
         storages: HashMap::new(),
+        budget: Budget::for_size(data.len()),
+        arena: Arena::default(),
     };
     loop {
         let at = r.pos;
@@ -682,10 +846,10 @@ pub fn unpickle(data: &[u8]) -> Result<Root, String> {
                     items.reverse();
                     m.stack.push(Value::Tuple(Rc::from(items)));
                 }
-                b']' => m.stack.push(Value::List(Rc::new(RefCell::new(Vec::new())))),
+                b']' => m.push_list(Vec::new()),
                 b'l' => {
                     let items = m.pop_mark()?;
-                    m.stack.push(Value::List(Rc::new(RefCell::new(items))));
+                    m.push_list(items);
                 }
                 b'a' => {
                     let v = m.pop()?;
@@ -701,11 +865,11 @@ pub fn unpickle(data: &[u8]) -> Result<Root, String> {
                         other => return Err(format!("APPENDS to {}", other.kind())),
                     }
                 }
-                b'}' => m.stack.push(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
+                b'}' => m.push_dict(Vec::new()),
                 b'd' => {
                     let items = m.pop_mark()?;
                     let pairs = pairs(items)?;
-                    m.stack.push(Value::Dict(Rc::new(RefCell::new(pairs))));
+                    m.push_dict(pairs);
                 }
                 b's' => {
                     let v = m.pop()?;
@@ -763,7 +927,10 @@ pub fn unpickle(data: &[u8]) -> Result<Root, String> {
                 b'R' => {
                     let args = m.pop()?;
                     let func = m.pop()?;
-                    let v = call(&func, &args)?;
+                    let v = call(&func, &args, &mut m.budget)?;
+                    if let Value::Dict(d) = &v {
+                        m.arena.0.push(Shared::Dict(d.clone()));
+                    }
                     m.stack.push(v);
                 }
                 b'b' => {
@@ -796,7 +963,7 @@ pub fn unpickle(data: &[u8]) -> Result<Root, String> {
         }
     }
     let root = m.stack.pop().ok_or("STOP with an empty stack")?;
-    Ok(Root(root))
+    Ok(Root(root, m.budget, std::mem::take(&mut m.arena)))
 }
 
 fn forbidden(module: &str, name: &str) -> String {
@@ -835,7 +1002,8 @@ pub fn state_dict_tensors(root: &Root) -> Result<Vec<(String, Rc<TensorRef>)>, S
     };
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    collect(&root.0, "", 0, &mut seen, &mut out)?;
+    let mut budget = root.1;
+    collect(&root.0, "", 0, &mut seen, &mut budget, &mut out)?;
     Ok(out)
 }
 
@@ -844,6 +1012,7 @@ fn collect(
     prefix: &str,
     depth: usize,
     seen: &mut std::collections::HashSet<*const RefCell<Vec<(Value, Value)>>>,
+    budget: &mut Budget,
     out: &mut Vec<(String, Rc<TensorRef>)>,
 ) -> Result<(), String> {
     if depth > MAX_DEPTH {
@@ -857,6 +1026,10 @@ fn collect(
     }
     for (k, v) in items.borrow().iter() {
         let Value::Str(k) = k else { continue };
+        if !matches!(v, Value::Tensor(_) | Value::Dict(_)) {
+            continue;
+        }
+        budget.spend(prefix.len() + 1 + k.len())?;
         let name = if prefix.is_empty() {
             k.to_string()
         } else {
@@ -864,7 +1037,7 @@ fn collect(
         };
         match v {
             Value::Tensor(t) => out.push((name, t.clone())),
-            Value::Dict(_) => collect(v, &name, depth + 1, seen, out)?,
+            Value::Dict(_) => collect(v, &name, depth + 1, seen, budget, out)?,
             _ => {}
         }
     }
@@ -994,8 +1167,8 @@ mod tests {
     fn builds_plain_values() {
         // {'a': [1, -2, 3.5, None, True], 'b': (b'xy', 'z')}
         let p = b"\x80\x02}q\x00(X\x01\x00\x00\x00a]q\x01(K\x01J\xfe\xff\xff\xffG@\x0c\x00\x00\x00\x00\x00\x00N\x88eX\x01\x00\x00\x00bC\x02xyX\x01\x00\x00\x00z\x86u.";
-        let Root(v) = unpickle(p).unwrap();
-        let Value::Dict(d) = v else { panic!() };
+        let Root(v, _, _arena) = unpickle(p).unwrap();
+        let Value::Dict(d) = &v else { panic!() };
         let d = d.borrow();
         assert_eq!(d.len(), 2);
         let Value::List(l) = &d[0].1 else { panic!() };
@@ -1047,6 +1220,44 @@ mod tests {
 
     /// 31 dicts, each holding the next one under two keys: 2^30 paths from 400 bytes. Each
     /// dict is walked once, so this ends at once with the one tensor-free path.
+    /// A list appended to itself through the memo is a reference cycle; the arena breaks it
+    /// when the root is dropped (found by the `pickle` fuzz target's leak checker).
+    #[test]
+    fn cycles_built_through_the_memo_are_freed() {
+        // {'a': L} where L = [L]
+        let p = b"\x80\x02}q\x00(X\x01\x00\x00\x00a]q\x01h\x01au.";
+        let root = unpickle(p).unwrap();
+        let weak = {
+            let Root(Value::Dict(d), _, _) = &root else {
+                panic!("not a dict")
+            };
+            let d = d.borrow();
+            let Value::List(l) = &d[0].1 else {
+                panic!("not a list")
+            };
+            assert!(matches!(&l.borrow()[0], Value::List(inner) if Rc::ptr_eq(inner, l)));
+            Rc::downgrade(l)
+        };
+        drop(root);
+        assert!(weak.upgrade().is_none(), "the self-referencing list leaked");
+    }
+
+    /// Containers nested a million deep are dropped without recursion.
+    #[test]
+    fn deeply_nested_containers_drop_without_recursing() {
+        let mut p = b"\x80\x02}(X\x01\x00\x00\x00a".to_vec();
+        p.extend(std::iter::repeat_n(b']', 300_000));
+        p.extend(std::iter::repeat_n(b'a', 299_999));
+        p.extend(b"u.");
+        let root = unpickle(&p).unwrap();
+        assert!(state_dict_tensors(&root).unwrap().is_empty());
+        drop(root);
+        let mut p = b"\x80\x02N".to_vec();
+        p.extend(std::iter::repeat_n(0x85, 1_000_000));
+        p.push(b'.');
+        drop(unpickle(&p).unwrap());
+    }
+
     #[test]
     fn shared_dicts_are_walked_once() {
         let mut p = b"\x80\x02}q\x00".to_vec(); // the innermost dict, memo 0
@@ -1063,7 +1274,7 @@ mod tests {
         p.push(b'.');
         // The stack holds d_0 .. d_30; STOP returns the top, d_30.
         let root = unpickle(&p).unwrap();
-        let Root(Value::Dict(top)) = &root else {
+        let Root(Value::Dict(top), _, _) = &root else {
             panic!("the root is not a dict")
         };
         assert_eq!(top.borrow().len(), 2);
