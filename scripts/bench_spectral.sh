@@ -58,7 +58,7 @@ PY
 
 echo "== building bench_spectral (release)"
 PATH="$venv_bin:$PATH" LIBTORCH_USE_PYTORCH=1 \
-    cargo build --release -q -p attn-spectra-torch --features libtorch --example bench_spectral
+    cargo build --release -q -p attn-spectra-torch --features libtorch,attn-spectra/f32-arithmetic --example bench_spectral
 target="${CARGO_TARGET_DIR:-target}"
 echo "== bench_spectral"
 "$target/release/examples/bench_spectral" --threads "$threads" --floor "$floor" "$@"
