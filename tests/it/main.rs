@@ -5,6 +5,7 @@ mod common;
 mod demo;
 mod hub;
 mod inspect;
+mod profiles;
 mod run;
 mod s3;
 mod slurm;
