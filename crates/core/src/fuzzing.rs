@@ -10,7 +10,7 @@
 //! that every corpus input returns without panicking, and that each committed regression
 //! input returns the error it was fixed to give.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::arch::{ArchError, Architecture};
 use crate::checkpoint::gguf::{self, GgufStore};
@@ -174,47 +174,54 @@ pub fn gguf_blocks(data: &[u8]) -> Option<usize> {
     Some(out.len())
 }
 
-#[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
+/// `tests/fixtures/fuzz/<target>/` in this repository (for the replay tests of this crate and
+/// of `attn_spectra_hub`).
+#[doc(hidden)]
+pub fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/fuzz")
+        .join(target)
+}
 
-    use super::*;
-
-    /// `tests/fixtures/fuzz/<target>/`.
-    pub(crate) fn corpus_dir(target: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/fuzz")
-            .join(target)
-    }
-
-    /// Every file under `dir` (corpus and regressions), sorted; fails when there are none, so
-    /// that a missing corpus is a failure and not a silent pass.
-    pub(crate) fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else {
-                    out.push(p);
-                }
+/// Every file under [`corpus_dir`]`(target)` (corpus and regressions) with its bytes, sorted by
+/// path. An empty or missing directory is an error, so that a replay test over a missing
+/// corpus fails instead of passing over nothing.
+#[doc(hidden)]
+pub fn corpus_inputs(target: &str) -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else {
+                out.push(p);
             }
         }
-        let mut paths = Vec::new();
-        walk(&corpus_dir(target), &mut paths);
-        paths.sort();
-        assert!(
-            !paths.is_empty(),
-            "no inputs under {}",
-            corpus_dir(target).display()
-        );
-        paths
-            .into_iter()
-            .map(|p| {
-                let bytes = std::fs::read(&p).unwrap();
-                (p, bytes)
-            })
-            .collect()
+        Ok(())
+    }
+    let dir = corpus_dir(target);
+    let mut paths = Vec::new();
+    walk(&dir, &mut paths)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+    if paths.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no fuzz inputs under {}", dir.display()),
+        ));
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| std::fs::read(&p).map(|b| (p, b)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+        corpus_inputs(target).unwrap()
     }
 
     /// Runs `f` on every input of `target`, naming the input when it panics.

@@ -138,29 +138,7 @@ mod tests {
     use super::*;
 
     fn corpus() -> Vec<(std::path::PathBuf, Vec<u8>)> {
-        fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-            for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else {
-                    out.push(p);
-                }
-            }
-        }
-        let dir =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fuzz/hub_response");
-        let mut paths = Vec::new();
-        walk(&dir, &mut paths);
-        paths.sort();
-        assert!(!paths.is_empty(), "no inputs under {}", dir.display());
-        paths
-            .into_iter()
-            .map(|p| {
-                let b = std::fs::read(&p).unwrap();
-                (p, b)
-            })
-            .collect()
+        attn_spectra::fuzzing::corpus_inputs("hub_response").unwrap()
     }
 
     #[test]
@@ -186,8 +164,7 @@ mod tests {
 
     #[test]
     fn fuzz_regressions_give_their_errors() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/fuzz/hub_response/regressions");
+        let dir = attn_spectra::fuzzing::corpus_dir("hub_response").join("regressions");
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
