@@ -14,6 +14,11 @@ for the targets whose input is not a whole file:
   venv's python. Without torch the pickle seeds are skipped, saying so.
 - gguf_blocks: one input per block type (the target's first byte picks it), two blocks of
   deterministic pseudo-random bytes.
+- gguf_framed: models in the input encoding of `attn_spectra::fuzzing::gguf_file` (every
+  architecture, key, tensor name and type written as a string or a raw number, not as an index
+  into the target's tables, so that the seeds stay valid when the tables grow): a llama with
+  grouped-query attention, a gpt2 with a fused QKV and biases, a gptneox with per-head QKV and
+  a qwen2 with Q8_0 weights, one or two layers of width 32.
 - hub_response: Hub answers written by hand (a 206 with Content-Range, an LFS HEAD with
   X-Linked-Etag, a 416, a short last range).
 
@@ -59,7 +64,8 @@ def fixtures() -> None:
     for p in sorted(FIX.glob("arch/*/model*.safetensors")) + sorted(FIX.glob("fp8/*/model.safetensors")):
         if p.stat().st_size <= 16384:
             copy("safetensors", p, f"{p.parent.name}-{p.name}")
-    for p in sorted(FIX.rglob("*.index.json")):
+    # (not the fuzz corpora themselves, which also hold index files)
+    for p in sorted(q for q in FIX.rglob("*.index.json") if OUT not in q.parents):
         copy("safetensors_index", p, f"{p.parent.name}-{p.name}")
     for p in sorted(FIX.glob("arch/*/config.json")) + sorted(FIX.glob("fp8/*/config.json")):
         copy("config", p, f"{p.parent.name}.json")
@@ -157,6 +163,59 @@ def hub() -> None:
     )
 
 
+def framed(arch: str, kvs: list, tensors: list) -> bytes:
+    """An input of the gguf_framed target: kvs are (key, GGUF type id, packed value), tensors
+    (name, ne innermost first, ggml type id); see attn_spectra::fuzzing::gguf_file."""
+    def string(t: str) -> bytes:
+        b = t.encode()
+        assert len(b) < 32, t
+        return bytes([0xF0, len(b)]) + b
+    out = string(arch) + bytes([len(kvs)])
+    for key, ty, value in kvs:
+        out += string(key) + bytes([ty]) + value
+    out += bytes([len(tensors)])
+    for name, ne, ty in tensors:
+        out += string(name) + bytes([len(ne) - 1])
+        for n in ne:
+            out += bytes([n - 1]) if 1 <= n <= 64 else bytes([0xFF]) + struct.pack("<I", n)
+        out += bytes([0xFF]) + struct.pack("<I", ty)
+    return out
+
+
+def gguf_framed() -> None:
+    u32 = lambda k, v: (k, 4, struct.pack("<I", v))
+    f32 = lambda k, v: (k, 6, struct.pack("<f", v))
+    F32, Q8_0 = 0, 8
+    w = lambda n, ne, ty=F32: (n, ne, ty)
+    layer = lambda i, parts: [w(f"blk.{i}.{p}", ne, ty) for p, ne, ty in parts]
+    llama = [("attn_q.weight", [32, 32], F32), ("attn_k.weight", [32, 16], F32),
+             ("attn_v.weight", [32, 16], F32), ("attn_output.weight", [32, 32], F32),
+             ("attn_norm.weight", [32], F32)]
+    write("gguf_framed", "llama-gqa.bin", framed("llama", [
+        u32("llama.embedding_length", 32), u32("llama.block_count", 2),
+        u32("llama.attention.head_count", 4), u32("llama.attention.head_count_kv", 2),
+        f32("llama.rope.freq_base", 10000.0),
+    ], [w("token_embd.weight", [32, 8])] + layer(0, llama) + layer(1, llama)))
+    gpt2 = [("attn_norm.weight", [32], F32), ("attn_norm.bias", [32], F32),
+            ("attn_qkv.weight", [32, 96], F32), ("attn_qkv.bias", [96], F32),
+            ("attn_output.weight", [32, 32], F32), ("attn_output.bias", [32], F32)]
+    write("gguf_framed", "gpt2-fused.bin", framed("gpt2", [
+        u32("gpt2.embedding_length", 32), u32("gpt2.block_count", 1),
+        u32("gpt2.attention.head_count", 4),
+    ], layer(0, gpt2)))
+    write("gguf_framed", "gptneox.bin", framed("gptneox", [
+        u32("gptneox.embedding_length", 32), u32("gptneox.block_count", 1),
+        u32("gptneox.attention.head_count", 4),
+    ], layer(0, gpt2)))
+    qwen = [("attn_q.weight", [32, 32], Q8_0), ("attn_k.weight", [32, 32], Q8_0),
+            ("attn_v.weight", [32, 32], Q8_0), ("attn_output.weight", [32, 32], Q8_0),
+            ("attn_norm.weight", [32], F32), ("attn_q.bias", [32], F32), ("attn_k.bias", [32], F32), ("attn_v.bias", [32], F32)]
+    write("gguf_framed", "qwen2-q8_0.bin", framed("qwen2", [
+        u32("qwen2.embedding_length", 32), u32("qwen2.block_count", 1),
+        u32("qwen2.attention.head_count", 2), u32("qwen2.attention.head_count_kv", 2),
+    ], layer(0, qwen)))
+
+
 def regression(target: str, name: str, data: bytes) -> None:
     d = OUT / target / "regressions"
     d.mkdir(parents=True, exist_ok=True)
@@ -242,6 +301,7 @@ def main() -> None:
     fixtures()
     pickles()
     blocks()
+    gguf_framed()
     hub()
     regressions()
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())

@@ -96,7 +96,12 @@ use std::path::{Path, PathBuf};
 pub use format::{GgufValue, gguf_files_in, is_gguf_path};
 use format::{StoredTensor, corrupt, parse};
 use names::{Layout, Plan};
-pub use writer::write_file;
+pub use writer::{to_bytes, write_file};
+
+/// `(block elements, block bytes)` of a ggml type id this reader handles.
+pub(crate) fn ggml_type_layout(id: u32) -> Option<(usize, usize)> {
+    format::ggml_type(id).map(|(_, block, bytes)| (block, bytes))
+}
 
 use super::{CheckpointError, FileBytes, SourceFormat, TensorMeta, TensorStore};
 

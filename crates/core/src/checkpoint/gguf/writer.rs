@@ -13,6 +13,14 @@ pub fn write_file(
     metadata: &[(&str, GgufValue)],
     tensors: &[(&str, u32, Vec<u64>, Vec<u8>)],
 ) -> std::io::Result<()> {
+    std::fs::write(path, to_bytes(metadata, tensors))
+}
+
+/// The bytes [`write_file`] writes.
+pub fn to_bytes<K: AsRef<str>, N: AsRef<str>>(
+    metadata: &[(K, GgufValue)],
+    tensors: &[(N, u32, Vec<u64>, Vec<u8>)],
+) -> Vec<u8> {
     fn string(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&(s.len() as u64).to_le_bytes());
         out.extend_from_slice(s.as_bytes());
@@ -64,13 +72,13 @@ pub fn write_file(
     out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
     out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
     for (k, v) in metadata {
-        string(&mut out, k);
+        string(&mut out, k.as_ref());
         out.extend_from_slice(&type_id(v).to_le_bytes());
         value(&mut out, v);
     }
     let mut offset = 0usize;
     for (name, ty, ne, bytes) in tensors {
-        string(&mut out, name);
+        string(&mut out, name.as_ref());
         out.extend_from_slice(&(ne.len() as u32).to_le_bytes());
         for n in ne {
             out.extend_from_slice(&n.to_le_bytes());
@@ -84,5 +92,5 @@ pub fn write_file(
         out.extend_from_slice(bytes);
         out.resize(out.len().div_ceil(align) * align, 0);
     }
-    std::fs::write(path, out)
+    out
 }
