@@ -326,7 +326,7 @@ pub fn gguf_file(data: &[u8]) -> Vec<u8> {
                 255 => u64::from(u32::from_le_bytes(d.bytes())),
                 // Small dimensions keep a tensor within 2^15 elements (its data within the cap).
                 b => match u64::from(b % 64) + 1 {
-                    x if elements * x > 1 << 15 => 1,
+                    x if elements.saturating_mul(x) > 1 << 15 => 1,
                     x => x,
                 },
             };
