@@ -534,10 +534,7 @@ mod tests {
                 opened += 1;
             }
         }
-        assert!(
-            opened * 2 >= n,
-            "only {opened} of {n} framed files opened"
-        );
+        assert!(opened * 2 >= n, "only {opened} of {n} framed files opened");
     }
 
     #[test]
