@@ -256,11 +256,7 @@ pub fn analyse_model(
         let (layers_tx, layers_rx) = mpsc::sync_channel::<Read>(0);
         scope.spawn(move || {
             for i in 0..n_layers {
-                // A store read over the network fetches this layer's and the next one's
-                // tensors meanwhile, merged and concurrently (local stores ignore the hint).
-                let mut wanted = arch.layer_tensors(ckpt, i);
-                wanted.extend(arch.layer_tensors(ckpt, i + 1));
-                ckpt.prefetch(&wanted);
+                arch.prefetch_from(ckpt, i);
                 let layer = arch.layer(ckpt, i).map(|mut layer| {
                     let folded = plan.fold_ln && layer.fold_norm() == FoldOutcome::Folded;
                     (layer, folded)

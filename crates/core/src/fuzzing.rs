@@ -13,8 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::arch::{ArchError, Architecture};
-use crate::checkpoint::gguf::GgufValue;
-use crate::checkpoint::gguf::{self, GgufStore};
+use crate::checkpoint::gguf::{self, GgufStore, GgufValue};
 use crate::checkpoint::pickle::PickleStore;
 use crate::checkpoint::safetensors::SafetensorsStore;
 use crate::checkpoint::{Checkpoint, CheckpointError, TensorStore};
@@ -337,13 +336,14 @@ pub fn gguf_file(data: &[u8]) -> Vec<u8> {
             255 => u32::from_le_bytes(d.bytes()),
             b => GGUF_TYPE_IDS[b as usize % GGUF_TYPE_IDS.len()],
         };
+        let layout = gguf::ggml_type_layout(ty);
         // Rows of whole blocks, when the row length is a drawn small number.
-        if let (Some((block, _)), Some(first)) = (gguf::ggml_type_layout(ty), dims.first_mut())
+        if let (Some((block, _)), Some(first)) = (layout, dims.first_mut())
             && *first <= 64
         {
             *first = first.div_ceil(block as u64) * block as u64;
         }
-        let size = gguf::ggml_type_layout(ty).and_then(|(block, bytes)| {
+        let size = layout.and_then(|(block, bytes)| {
             let elements = dims.iter().try_fold(1u64, |n, &x| n.checked_mul(x))?;
             (elements / block as u64).checked_mul(bytes as u64)
         });

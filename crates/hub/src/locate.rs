@@ -180,9 +180,7 @@ impl Located {
     /// hints nothing: extracting the model reports it.
     pub fn prefetch_first_layers(&self) {
         if let Ok(arch) = Architecture::detect(self.ckpt.config()) {
-            let mut wanted = arch.layer_tensors(&self.ckpt, 0);
-            wanted.extend(arch.layer_tensors(&self.ckpt, 1));
-            self.ckpt.prefetch(&wanted);
+            arch.prefetch_from(&self.ckpt, 0);
         }
     }
 }

@@ -225,6 +225,16 @@ impl Architecture {
 }
 
 impl Architecture {
+    /// Hints `layer`'s and the next layer's tensors ([`Architecture::layer_tensors`]) to the
+    /// checkpoint's store, which reads them over the network meanwhile, merged and
+    /// concurrently (local stores ignore it): the extract reader's look-ahead, also given for
+    /// layer 0 when a model is located ahead of its extraction, so that the requests are the same.
+    pub fn prefetch_from(&self, ckpt: &Checkpoint, layer: usize) {
+        let mut wanted = self.layer_tensors(ckpt, layer);
+        wanted.extend(self.layer_tensors(ckpt, layer + 1));
+        ckpt.prefetch(&wanted);
+    }
+
     /// The tensors [`Architecture::layer`] reads for `layer` (projection weights and biases,
     /// the pre-attention norm's gain and bias), as far as the checkpoint holds them; names it
     /// cannot resolve are left out (reading the layer reports them). A hint for
