@@ -445,6 +445,46 @@ pub fn corpus_inputs(target: &str) -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
         .collect()
 }
 
+/// Checks every input under [`corpus_dir`]`(target)/regressions`: `expected` must list it with
+/// the words its error names, and `error_of` (the reader's error for those bytes, or a panic
+/// when it reads them without one) must contain each word. Returns how many files it checked,
+/// so that a test can assert that no listed file is missing. A missing directory checks none.
+#[doc(hidden)]
+pub fn check_regressions(
+    target: &str,
+    expected: &[(&str, &[&str])],
+    error_of: impl Fn(&str, &[u8]) -> String,
+) -> usize {
+    let dir = corpus_dir(target).join("regressions");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let mut checked = 0;
+    for entry in entries {
+        let path = entry.expect("a readable regressions directory").path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let (_, words) = expected
+            .iter()
+            .find(|(f, _)| *f == name)
+            .unwrap_or_else(|| panic!("{} has no expected error", path.display()));
+        let bytes = std::fs::read(&path).expect("a readable regression input");
+        let err = error_of(&name, &bytes);
+        for w in *words {
+            assert!(
+                err.contains(w),
+                "{}: `{w}` missing from: {err}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    checked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,36 +679,23 @@ mod tests {
     /// and gives that error (not merely no panic).
     #[test]
     fn fuzz_regressions_give_their_errors() {
-        let mut listed = 0;
         // hub_response's regressions are asserted by attn_spectra_hub's own tests.
-        for target in TARGETS.into_iter().filter(|&t| t != "hub_response") {
-            let dir = corpus_dir(target).join("regressions");
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries {
-                let path = entry.unwrap().path();
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                let (_, _, words) = REGRESSIONS
+        let checked: usize = TARGETS
+            .into_iter()
+            .filter(|&t| t != "hub_response")
+            .map(|target| {
+                let expected: Vec<(&str, &[&str])> = REGRESSIONS
                     .iter()
-                    .find(|(t, f, _)| *t == target && *f == name)
-                    .unwrap_or_else(|| {
-                        panic!("{} has no expected error in REGRESSIONS", path.display())
-                    });
-                let bytes = std::fs::read(&path).unwrap();
-                let err = run(target, &bytes).expect_err(&name);
-                for w in *words {
-                    assert!(
-                        err.contains(w),
-                        "{}: `{w}` missing from: {err}",
-                        path.display()
-                    );
-                }
-                listed += 1;
-            }
-        }
+                    .filter(|(t, _, _)| *t == target)
+                    .map(|&(_, f, w)| (f, w))
+                    .collect();
+                check_regressions(target, &expected, |name, bytes| {
+                    run(target, bytes).expect_err(name)
+                })
+            })
+            .sum();
         assert_eq!(
-            listed,
+            checked,
             REGRESSIONS.len(),
             "a listed regression file is missing"
         );
