@@ -79,6 +79,6 @@ fn release_optimises_the_hot_crates_and_dist_optimises_for_size() {
     let missing: Vec<_> = unoptimised.difference(&small).collect();
     assert!(
         missing.is_empty(),
-        "dist leaves these at release's opt-level 0: {missing:?}"
+        "dist does not put these crates (release's opt-level 0) at \"z\": {missing:?}"
     );
 }
