@@ -4,8 +4,9 @@
 # adds the inputs that reach new edges there as cmin-<sha1>. Edges only (-use_counters=0):
 # inputs that only hit a known edge a new number of times stay in fuzz/corpus, for the next
 # run, and out of the repository (a 45-minute hub_response run found 1,765 of those against 97
-# with new edges). Inputs over MAX_BYTES (default 8192) are left out to keep the fixtures small. Build the target first (`cargo +nightly fuzz
-# build TARGET`; CARGO_TARGET_DIR as for the build).
+# with new edges). Inputs over MAX_BYTES (default 8192) are left out to keep the fixtures
+# small. Build the target first (`cargo +nightly fuzz build TARGET`; CARGO_TARGET_DIR as for
+# the build).
 #   fuzz/cmin.sh TARGET [MAX_BYTES]
 set -eu
 target=$1
