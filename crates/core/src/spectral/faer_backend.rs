@@ -5,7 +5,9 @@
 
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::linalg::evd::{self, ComputeEigenvectors};
+use faer::linalg::evd;
+#[cfg(feature = "f32-arithmetic")]
+use faer::linalg::evd::ComputeEigenvectors;
 use faer::linalg::matmul::triangular::{self as tri, BlockStructure};
 use faer::linalg::qr::no_pivoting::factor as qr;
 use faer::linalg::svd::{self, ComputeSvdVectors};
@@ -102,8 +104,9 @@ impl GramSpectrum {
 ///    positive x; we take the least of three power-iteration vectors starting at x = 1 (the
 ///    first is the ∞-norm), computed in O(pq) and inflated by (1 + 2(p+q+2)u) for the
 ///    rounding of those non-negative sums.
-/// 2. *The eigensolver.* Householder tridiagonalisation followed by the implicit symmetric QR
-///    algorithm (faer's values-only `self_adjoint_evd`) is normwise backward stable: the
+/// 2. *The eigensolver.* Householder tridiagonalisation (faer's `tridiag_in_place`) followed by
+///    the root-free QL/QR iteration ([`super::tridiagonal`], LAPACK's `dsterf`, the values-only
+///    path of `dsyev`) is normwise backward stable: the
 ///    computed eigenvalues are exact for Ĝ + F with ‖F‖₂ <= c·q·ε·‖Ĝ‖₂ (Golub & Van Loan,
 ///    *Matrix Computations*, 4th ed., §8.3.6, state ‖F‖₂ ≈ u‖Ĝ‖₂; LAPACK's Users' Guide,
 ///    §4.7, writes p(n)·ε·‖A‖₂ with p(n) "a modestly growing function of n"). We take
@@ -562,7 +565,8 @@ fn dense_values_f32(m: &Matrix, par: Par) -> Option<Vec<f64>> {
 }
 
 /// Eigenvalues (descending, unclamped) of the smaller Gram matrix of `m`, in f64, formed from
-/// `m` in place (lower triangle only).
+/// `m` in place (lower triangle only), tridiagonalised in place by faer (Householder) and
+/// solved by the root-free QL/QR iteration of [`super::tridiagonal`].
 fn gram_eigenvalues(m: &Matrix, par: Par) -> Option<Vec<f64>> {
     let q = m.rows().min(m.cols());
     if q == 0 {
@@ -586,10 +590,32 @@ fn gram_eigenvalues(m: &Matrix, par: Par) -> Option<Vec<f64>> {
         1.0,
         par,
     );
-    symmetric_eigenvalues(g.as_ref(), par)
+    if !g.as_ref().is_all_finite() {
+        return None;
+    }
+    // One row of Householder factors: the values need no block reflectors.
+    let mut householder = Mat::<f64>::zeros(1, q.saturating_sub(1));
+    let mut mem = MemBuffer::new(evd::tridiag::tridiag_in_place_scratch::<f64>(
+        q,
+        par,
+        Default::default(),
+    ));
+    evd::tridiag::tridiag_in_place(
+        g.as_mut(),
+        householder.as_mut(),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    );
+    let diagonal: Vec<f64> = (0..q).map(|i| g[(i, i)]).collect();
+    let mut off_diagonal: Vec<f64> = (1..q).map(|i| g[(i, i - 1)]).collect();
+    let mut out = super::tridiagonal::eigenvalues(&diagonal, &mut off_diagonal)?;
+    out.reverse();
+    Some(out)
 }
 
 /// Eigenvalues, descending, of the symmetric matrix whose lower triangle is `g`.
+#[cfg(feature = "f32-arithmetic")]
 fn symmetric_eigenvalues<T: Real>(g: MatRef<'_, T>, par: Par) -> Option<Vec<f64>> {
     let q = g.nrows();
     let mut s = Diag::<T>::zeros(q);

@@ -116,6 +116,7 @@
 pub mod baseline;
 mod faer_backend;
 mod metrics;
+mod tridiagonal;
 
 pub use faer_backend::{
     DenseAlgorithm, EVD_BACKWARD_C, FaerBackend, GramSpectrum, JobParallelism, Method, gram_bound,
