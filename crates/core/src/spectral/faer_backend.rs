@@ -587,9 +587,16 @@ fn gram_eigenvalues(m: &Matrix, par: Par) -> Option<Vec<f64>> {
     if q == 0 {
         return Some(Vec::new());
     }
+    // The product kernel is twice as fast when its left operand is row-major and its right
+    // one column-major (1024², one thread: 0.025 s against 0.050 s): W Wᵀ of the row-major
+    // view has that layout, and is the smaller Gram matrix of a square or wide W (a square
+    // W's two Gram matrices have the same eigenvalues). A tall W needs WᵀW: from a
+    // column-major copy (p·q copied, against p·q² flops), Wᵀ is row-major.
     let a = view(m);
-    let (lhs, rhs) = if m.rows() >= m.cols() {
-        (a.transpose(), a)
+    let column_major;
+    let (lhs, rhs) = if m.rows() > m.cols() {
+        column_major = a.to_owned();
+        (column_major.transpose(), column_major.as_ref())
     } else {
         (a, a.transpose())
     };
