@@ -72,13 +72,15 @@ pub fn eigenvalues(d: &[f64], e: &mut [f64]) -> Option<Vec<f64>> {
             *x *= scale;
             *x *= *x;
         }
-        // QL when the top diagonal entry is the smaller (the shift then converges from the
-        // top), QR otherwise.
-        let converged = if d[block_end].abs() < d[block_start].abs() {
-            sweep_qr(&mut d, e, block_start, block_end, &mut sweeps, max_sweeps)
-        } else {
-            sweep_ql(&mut d, e, block_start, block_end, &mut sweeps, max_sweeps)
-        };
+        // QL deflates from the top, so it should start where the diagonal entry is the
+        // smaller; when that is the bottom, QR is wanted, and QR on the block is QL on the
+        // block reversed (the same operations, mirrored). The eigenvalues are sorted at the end
+        // and `e` is destroyed, so nothing needs reversing back.
+        if d[block_end].abs() < d[block_start].abs() {
+            d[block_start..=block_end].reverse();
+            e[block_start..block_end].reverse();
+        }
+        let converged = sweep_ql(&mut d, e, block_start, block_end, &mut sweeps, max_sweeps);
         for x in d[block_start..=block_end].iter_mut() {
             *x /= scale;
         }
@@ -158,74 +160,6 @@ fn sweep_ql(
         }
         e[l] = s * pp;
         d[l] = shift + gamma;
-    }
-    true
-}
-
-/// The mirror of [`sweep_ql`]: the root-free QR iteration, deflating from the bottom.
-fn sweep_qr(
-    d: &mut [f64],
-    e: &mut [f64],
-    lo: usize,
-    hi: usize,
-    sweeps: &mut usize,
-    max_sweeps: usize,
-) -> bool {
-    // `l` walks down from hi to lo; isize so that it may step below lo = 0.
-    let lo = lo as isize;
-    let mut l = hi as isize;
-    while l >= lo {
-        let lu = l as usize;
-        let mut m = lu;
-        while m as isize > lo && e[m - 1].abs() > U * U * (d[m] * d[m - 1]).abs() {
-            m -= 1;
-        }
-        if m as isize > lo {
-            e[m - 1] = 0.0;
-        }
-        if m == lu {
-            l -= 1;
-            continue;
-        }
-        if m + 1 == lu {
-            let (a, b) = eigenvalues_2x2(d[lu], e[lu - 1].sqrt(), d[lu - 1]);
-            d[lu] = a;
-            d[lu - 1] = b;
-            e[lu - 1] = 0.0;
-            l -= 2;
-            continue;
-        }
-        if *sweeps == max_sweeps {
-            return false;
-        }
-        *sweeps += 1;
-        let p = d[lu];
-        let shift = wilkinson_shift(p, e[lu - 1].sqrt(), d[lu - 1]);
-        let mut c = 1.0;
-        let mut s = 0.0;
-        let mut gamma = d[m] - shift;
-        let mut pp = gamma * gamma;
-        for i in m..lu {
-            let bb = e[i];
-            let r = pp + bb;
-            if i != m {
-                e[i - 1] = s * r;
-            }
-            let old_c = c;
-            c = pp / r;
-            s = bb / r;
-            let old_gamma = gamma;
-            let alpha = d[i + 1];
-            gamma = c * (alpha - shift) - s * old_gamma;
-            d[i] = old_gamma + (alpha - gamma);
-            pp = if c != 0.0 {
-                gamma * gamma / c
-            } else {
-                old_c * bb
-            };
-        }
-        e[lu - 1] = s * pp;
-        d[lu] = shift + gamma;
     }
     true
 }
