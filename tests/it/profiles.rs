@@ -49,6 +49,26 @@ fn release_optimises_the_hot_crates_and_dist_optimises_for_size() {
         Vec::<&String>::new(),
         "crates optimised in one profile only; keep the dev and release lists in Cargo.toml the same"
     );
+    // The dev binary compiles the core crate (and faer's kernels instantiated in it) without
+    // overflow checks or debug assertions, as release does; the crate's unit tests keep both
+    // (crates/core/src/lib.rs checks that they are on there).
+    let package = |profile: &str, key: &str| {
+        manifest["profile"][profile]["package"]["attn-spectra"]
+            .get(key)
+            .and_then(toml::Value::as_bool)
+    };
+    for key in ["debug-assertions", "overflow-checks"] {
+        assert_eq!(
+            package("dev", key),
+            Some(false),
+            "dev: {key} in the core crate"
+        );
+        assert_eq!(
+            package("test", key),
+            Some(true),
+            "test: {key} in the core crate"
+        );
+    }
     // Release: everything else at opt-level 1 except the SQL engine at 0 (issue 15's build time);
     // `package."*"` sets no opt-level, which would outrank build-override for proc macros.
     assert_eq!(level("release"), Some(1));

@@ -42,3 +42,20 @@ pub use dtype::DType;
 pub use geometry::Geometry;
 pub use kind::MatrixKind;
 pub use matrix::Matrix;
+
+#[cfg(test)]
+mod profile_tests {
+    /// The dev profile builds this crate without overflow checks or debug assertions (speed);
+    /// the test profile turns both back on for these unit tests, the fuzz corpus replays among
+    /// them (Cargo.toml, `[profile.test.package.attn-spectra]`).
+    #[test]
+    fn unit_tests_run_with_overflow_checks_and_debug_assertions() {
+        assert!(
+            cfg!(debug_assertions),
+            "debug assertions are off in the unit tests"
+        );
+        let max = std::hint::black_box(u8::MAX);
+        let add = std::panic::catch_unwind(|| max + std::hint::black_box(1u8));
+        assert!(add.is_err(), "overflow checks are off in the unit tests");
+    }
+}
