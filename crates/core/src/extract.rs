@@ -3,8 +3,10 @@
 //! For each layer the matrices asked for are assembled from the canonical [`LayerAttention`]:
 //! whole-layer W_Q, W_K, W_V, W_O; per-head W_Q^h, W_K^g, W_V^g, W_O^h; and the per-head
 //! circuits OV^h = W_O^h W_V^{g(h)} and QK^h = (W_Q^h)^T W_K^{g(h)}, which are handed to the
-//! backend as factor pairs (never multiplied out). The whole layer goes to the backend as one
-//! batch so that it can parallelise or batch on a GPU.
+//! backend as factor pairs (never multiplied out). Each per-head matrix is copied out once and
+//! the same [`Matrix`] serves its own job and every circuit that uses it, so that a backend can
+//! reduce it once (the faer backend shares its thin QR). The whole layer goes to the backend as
+//! one batch so that it can parallelise or batch on a GPU.
 //!
 //! [`analyse_model`] is a three-stage pipeline, so that the backend's threads never wait for
 //! reading or metrics: a reader thread reads and decodes layer i+1 while the backend computes
@@ -87,11 +89,59 @@ pub struct MatrixResult {
     pub metrics: Metrics,
 }
 
-/// A matrix to analyse: owned per-head copies or borrowed whole-layer matrices.
+/// A matrix to analyse, borrowed from the layer (whole-layer) or from its [`HeadMatrices`].
 enum Item<'a> {
-    Borrowed(&'a Matrix),
-    Owned(Matrix),
-    Product(Matrix, Matrix),
+    /// A matrix and the shape to record for it (W_Q^h is handed over transposed).
+    Dense(&'a Matrix, (usize, usize)),
+    Product(&'a Matrix, &'a Matrix),
+}
+
+/// A layer's per-head matrices, each copied out once and shared by its per-head job and the
+/// circuits that use it (the backend reduces a shared factor once): (W_Q^h)^T, W_K^g, W_V^g,
+/// W_O^h. Only the ones the plan needs are made.
+struct HeadMatrices {
+    /// (W_Q^h)^T, [d_model, d_head]: the left factor of QK^h, and W_Q^h's singular values.
+    q_t: Vec<Matrix>,
+    k: Vec<Matrix>,
+    v: Vec<Matrix>,
+    o: Vec<Matrix>,
+}
+
+impl HeadMatrices {
+    fn new(layer: &LayerAttention, plan: &Plan) -> HeadMatrices {
+        let g = layer.geometry;
+        let has = |k: MatrixKind| plan.kinds.contains(&k);
+        let per_head = |k: MatrixKind| plan.per_head && has(k);
+        let make = |needed: bool, n: usize, f: &dyn Fn(usize) -> Matrix| {
+            if needed {
+                (0..n).map(f).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        HeadMatrices {
+            q_t: make(
+                per_head(MatrixKind::WQ) || has(MatrixKind::QK),
+                g.n_heads,
+                &|h| layer.q_head(h).transpose(),
+            ),
+            k: make(
+                per_head(MatrixKind::WK) || has(MatrixKind::QK),
+                g.n_kv_heads,
+                &|h| layer.k_head(h),
+            ),
+            v: make(
+                per_head(MatrixKind::WV) || has(MatrixKind::OV),
+                g.n_kv_heads,
+                &|h| layer.v_head(h),
+            ),
+            o: make(
+                per_head(MatrixKind::WO) || has(MatrixKind::OV),
+                g.n_heads,
+                &|h| layer.o_head(h),
+            ),
+        }
+    }
 }
 
 /// One layer's spectra, waiting for their metrics.
@@ -146,6 +196,7 @@ fn layer_spectra(
     backend: &dyn SvdBackend,
 ) -> Result<LayerSpectra, ExtractError> {
     let g = layer.geometry;
+    let heads = HeadMatrices::new(layer, plan);
     let mut items: Vec<(MatrixKind, Option<usize>, Item)> = Vec::new();
     for &kind in &plan.kinds {
         let whole = match kind {
@@ -156,14 +207,14 @@ fn layer_spectra(
             MatrixKind::OV | MatrixKind::QK => None,
         };
         if let Some(m) = whole {
-            items.push((kind, None, Item::Borrowed(m)));
+            items.push((kind, None, Item::Dense(m, m.shape())));
         }
-        let heads = if kind.indexed_by_kv_head() {
+        let n_heads = if kind.indexed_by_kv_head() {
             g.n_kv_heads
         } else {
             g.n_heads
         };
-        for h in 0..heads {
+        for h in 0..n_heads {
             let kv = || {
                 layer.kv_of(h).ok_or_else(|| ExtractError::Geometry {
                     layer: layer.layer,
@@ -174,22 +225,24 @@ fn layer_spectra(
                 })
             };
             let item = match kind {
-                MatrixKind::OV => Item::Product(layer.o_head(h), layer.v_head(kv()?)),
-                MatrixKind::QK => Item::Product(layer.q_head(h).transpose(), layer.k_head(kv()?)),
+                MatrixKind::OV => Item::Product(&heads.o[h], &heads.v[kv()?]),
+                MatrixKind::QK => Item::Product(&heads.q_t[h], &heads.k[kv()?]),
                 _ if !plan.per_head => continue,
-                MatrixKind::WQ => Item::Owned(layer.q_head(h)),
-                MatrixKind::WK => Item::Owned(layer.k_head(h)),
-                MatrixKind::WV => Item::Owned(layer.v_head(h)),
-                MatrixKind::WO => Item::Owned(layer.o_head(h)),
+                MatrixKind::WQ => {
+                    let q_t = &heads.q_t[h];
+                    Item::Dense(q_t, (q_t.cols(), q_t.rows()))
+                }
+                MatrixKind::WK => Item::Dense(&heads.k[h], heads.k[h].shape()),
+                MatrixKind::WV => Item::Dense(&heads.v[h], heads.v[h].shape()),
+                MatrixKind::WO => Item::Dense(&heads.o[h], heads.o[h].shape()),
             };
             items.push((kind, Some(h), item));
         }
     }
     let jobs: Vec<Job> = items
         .iter()
-        .map(|(_, _, item)| match item {
-            Item::Borrowed(m) => Job::Dense(m),
-            Item::Owned(m) => Job::Dense(m),
+        .map(|(_, _, item)| match *item {
+            Item::Dense(m, _) => Job::Dense(m),
             Item::Product(l, r) => Job::Product { left: l, right: r },
         })
         .collect();
@@ -211,9 +264,11 @@ fn layer_spectra(
     let meta = items
         .iter()
         .zip(&jobs)
-        .map(|((kind, head, _), job)| {
-            let (rows, cols) = job.shape();
-            let circuit = matches!(job, Job::Product { .. });
+        .map(|((kind, head, item), job)| {
+            let ((rows, cols), circuit) = match item {
+                Item::Dense(_, shape) => (*shape, false),
+                Item::Product(..) => (job.shape(), true),
+            };
             (*kind, *head, rows, cols, circuit)
         })
         .collect();

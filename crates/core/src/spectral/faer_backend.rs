@@ -1,7 +1,7 @@
 //! The pure-Rust [`SvdBackend`]: Gram-matrix eigenvalues in f64 under a proved error bound
 //! ([`gram_spectrum`]) where it meets the precision's accuracy contract, faer's values-only SVD
-//! in f64 otherwise, factored circuits; parallel across the jobs of a batch on a private rayon
-//! pool.
+//! in f64 otherwise, factored circuits whose thin QRs a batch shares with its per-head jobs;
+//! parallel across the jobs of a batch on a private rayon pool.
 
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
@@ -53,6 +53,12 @@ pub enum Method {
     SvdF64,
     /// Factored product (thin QRs, SVD of the small core) in f64.
     ProductF64,
+    /// The thin QR of a dense matrix that a product of the same batch shares (its triangular
+    /// factor serves both), then the SVD of that q x q factor, in f64.
+    QrF64,
+    /// The same thin QR, then the checked Gram path on its q x q triangular factor, its bound
+    /// widened by the QR's backward error (f32 contract only).
+    QrGram,
     /// A benchmark-only algorithm that carries no contract ([`DenseAlgorithm::Svd`] or
     /// [`DenseAlgorithm::Gram`] in f32, or the unchecked Gram path in f64).
     Unchecked,
@@ -316,38 +322,191 @@ impl FaerBackend {
     ///
     /// Jobs are started largest first (by an estimate of their flops) and handed to the
     /// threads one at a time, so that small per-head jobs fill the gaps at the end of a batch.
+    ///
+    /// With [`DenseAlgorithm::Auto`], the factors of thin products (inner dimension k at most
+    /// both outer ones, as in every attention circuit) are reduced once per batch: the thin QR
+    /// of each distinct factor (the same [`Matrix`] by address, however many circuits and
+    /// dense jobs name it) runs in a first pass, alongside the dense jobs; a dense job whose
+    /// matrix is such a factor takes its values from the SVD of the k x k triangular factor
+    /// ([`Method::QrF64`]), and the circuits of the second pass only multiply two k x k
+    /// factors and take the SVD of the core.
     pub fn spectra_with_methods(
         &self,
         jobs: &[Job],
         precision: Precision,
     ) -> Result<Vec<(Vec<f64>, Method)>, SpectralError> {
         validate_jobs(jobs)?;
+        let shared = if self.dense == DenseAlgorithm::Auto {
+            SharedFactors::of(jobs)
+        } else {
+            SharedFactors::default()
+        };
         self.pool.install(|| {
-            if jobs.len() >= self.threads && self.parallelism == JobParallelism::Auto {
-                let mut order: Vec<usize> = (0..jobs.len()).collect();
-                order.sort_by(|a, b| cost(&jobs[*b]).total_cmp(&cost(&jobs[*a])));
-                let done: Vec<(usize, JobResult)> = order
-                    .par_iter()
-                    .with_max_len(1)
-                    .map(|&i| (i, self.one(i, &jobs[i], precision, Par::Seq)))
-                    .collect();
-                let mut out: Vec<Option<(Vec<f64>, Method)>> = vec![None; jobs.len()];
-                for (i, r) in done {
-                    out[i] = Some(r?);
+            // First pass: every dense job, and the factors no dense job reduces.
+            let mut first: Vec<Task> = (0..jobs.len())
+                .filter(|&i| matches!(jobs[i], Job::Dense(_)))
+                .map(Task::Job)
+                .collect();
+            first.extend(
+                (0..shared.factors.len())
+                    .filter(|&f| shared.dense_of[f].is_none())
+                    .map(Task::Factor),
+            );
+            let mut out: Vec<Option<(Vec<f64>, Method)>> = vec![None; jobs.len()];
+            let mut factors: Vec<Option<Mat<f64>>> = vec![None; shared.factors.len()];
+            let done = self.run_tasks(
+                &first,
+                |t| self.task_cost(jobs, &shared, t),
+                |t, par| self.first_pass(jobs, &shared, t, precision, par),
+            );
+            for (task, result) in first.iter().zip(done) {
+                let (values, r) = result?;
+                match *task {
+                    Task::Job(i) => {
+                        out[i] = values;
+                        if let Some(f) = shared.factor_of_dense(i) {
+                            factors[f] = r;
+                        }
+                    }
+                    Task::Factor(f) => factors[f] = r,
                 }
-                Ok(out.into_iter().flatten().collect())
-            } else {
-                let par = if self.threads > 1 {
-                    Par::rayon(self.threads)
-                } else {
-                    Par::Seq
-                };
-                jobs.iter()
-                    .enumerate()
-                    .map(|(i, job)| self.one(i, job, precision, par))
-                    .collect()
             }
+            // Second pass: the products.
+            let second: Vec<Task> = (0..jobs.len())
+                .filter(|&i| matches!(jobs[i], Job::Product { .. }))
+                .map(Task::Job)
+                .collect();
+            let done = self.run_tasks(
+                &second,
+                |t| self.task_cost(jobs, &shared, t),
+                |t, par| {
+                    let Task::Job(i) = *t else {
+                        unreachable!("the second pass holds products only")
+                    };
+                    let cores = shared.product_factors(i).and_then(|(l, r)| {
+                        Some((factors[l].as_ref()?.as_ref(), factors[r].as_ref()?.as_ref()))
+                    });
+                    self.product(i, &jobs[i], cores, precision, par)
+                },
+            );
+            for (task, result) in second.iter().zip(done) {
+                if let Task::Job(i) = *task {
+                    out[i] = Some(result?);
+                }
+            }
+            Ok(out.into_iter().flatten().collect())
         })
+    }
+
+    /// Runs `tasks` on the pool: in parallel, largest first by `cost`, each single-threaded,
+    /// when there are at least as many as threads ([`JobParallelism::Auto`]); otherwise one
+    /// after another, each using every thread. Results in the order of `tasks`.
+    fn run_tasks<R: Send>(
+        &self,
+        tasks: &[Task],
+        cost: impl Fn(&Task) -> f64 + Sync,
+        work: impl Fn(&Task, Par) -> R + Sync,
+    ) -> Vec<R> {
+        if tasks.len() >= self.threads && self.parallelism == JobParallelism::Auto {
+            let mut order: Vec<usize> = (0..tasks.len()).collect();
+            order.sort_by(|a, b| cost(&tasks[*b]).total_cmp(&cost(&tasks[*a])));
+            let mut done: Vec<(usize, R)> = order
+                .par_iter()
+                .with_max_len(1)
+                .map(|&i| (i, work(&tasks[i], Par::Seq)))
+                .collect();
+            done.sort_by_key(|(i, _)| *i);
+            done.into_iter().map(|(_, r)| r).collect()
+        } else {
+            let par = if self.threads > 1 {
+                Par::rayon(self.threads)
+            } else {
+                Par::Seq
+            };
+            tasks.iter().map(|t| work(t, par)).collect()
+        }
+    }
+
+    fn task_cost(&self, jobs: &[Job], shared: &SharedFactors, task: &Task) -> f64 {
+        match *task {
+            Task::Job(i) => cost(&jobs[i]),
+            Task::Factor(f) => {
+                let m = shared.factors[f];
+                let (p, q) = (m.rows().max(m.cols()) as f64, m.rows().min(m.cols()) as f64);
+                2.0 * p * q * q
+            }
+        }
+    }
+
+    /// A task of the first pass: a dense job's values (and the triangular factor of its
+    /// matrix when a product shares it), or a shared factor's triangular factor alone.
+    fn first_pass(
+        &self,
+        jobs: &[Job],
+        shared: &SharedFactors,
+        task: &Task,
+        precision: Precision,
+        par: Par,
+    ) -> FirstPass {
+        match *task {
+            Task::Factor(f) => Ok((None, Some(thin_r(shared.factors[f], par)))),
+            Task::Job(i) => {
+                if shared.factor_of_dense(i).is_some()
+                    && let Job::Dense(m) = jobs[i]
+                {
+                    let r = thin_r(m, par);
+                    if precision == Precision::F32
+                        && let Some(values) = triangular_gram(m, r.as_ref(), precision, par)
+                    {
+                        return Ok((Some((values, Method::QrGram)), Some(r)));
+                    }
+                    let values = singular_values(r.as_ref(), par).ok_or_else(|| {
+                        self.no_convergence(i, &jobs[i], precision, "SVD of the triangular factor")
+                    })?;
+                    return Ok((Some((values, Method::QrF64)), Some(r)));
+                }
+                self.one(i, &jobs[i], precision, par)
+                    .map(|v| (Some(v), None))
+            }
+        }
+    }
+
+    /// A product job: from the two shared triangular factors when there are (`cores`), else
+    /// on its own.
+    fn product(
+        &self,
+        index: usize,
+        job: &Job,
+        cores: Option<(MatRef<'_, f64>, MatRef<'_, f64>)>,
+        precision: Precision,
+        par: Par,
+    ) -> JobResult {
+        let Some((rl, rr)) = cores else {
+            return self.one(index, job, precision, par);
+        };
+        let mut core = Mat::<f64>::zeros(rl.nrows(), rr.nrows());
+        faer::linalg::matmul::matmul(core.as_mut(), Accum::Replace, rl, rr.transpose(), 1.0, par);
+        singular_values(core.as_ref(), par)
+            .map(|v| (v, Method::ProductF64))
+            .ok_or_else(|| self.no_convergence(index, job, precision, "SVD of the core"))
+    }
+
+    fn no_convergence(
+        &self,
+        index: usize,
+        job: &Job,
+        precision: Precision,
+        what: &'static str,
+    ) -> SpectralError {
+        let (rows, cols) = job.shape();
+        SpectralError::NoConvergence {
+            job: index,
+            backend: "faer".into(),
+            what,
+            rows,
+            cols,
+            precision,
+        }
     }
 
     fn one(
@@ -446,6 +605,113 @@ fn f32_benchmark_job(
 
 /// One job's spectrum and the algorithm that produced it, or its error.
 type JobResult = Result<(Vec<f64>, Method), SpectralError>;
+
+/// A first-pass result: the job's values (none for a factor alone) and the triangular factor
+/// it reduced (none for a dense job no product shares).
+type FirstPass = Result<(Option<(Vec<f64>, Method)>, Option<Mat<f64>>), SpectralError>;
+
+/// A unit of work of [`FaerBackend::spectra_with_methods`]: a job by index, or the thin QR of
+/// a shared factor by index into [`SharedFactors::factors`].
+#[derive(Clone, Copy, Debug)]
+enum Task {
+    Job(usize),
+    Factor(usize),
+}
+
+/// The distinct factors of a batch's thin products, by address, and which jobs name them.
+#[derive(Default)]
+struct SharedFactors<'a> {
+    factors: Vec<&'a Matrix>,
+    /// For each factor, the first dense job whose matrix it is.
+    dense_of: Vec<Option<usize>>,
+    /// For each job, its (left, right) factor indices when it is a thin product.
+    products: Vec<Option<(usize, usize)>>,
+    /// For each job, its factor index when it is a dense job whose matrix is a factor.
+    dense: Vec<Option<usize>>,
+}
+
+impl<'a> SharedFactors<'a> {
+    /// Thin products (k <= both outer dimensions, k > 0): for them σ(LR) = σ(R_L R_Rᵀ) with
+    /// R_L, R_R the k x k triangular factors of the thin QRs of L and Rᵀ.
+    fn of(jobs: &[Job<'a>]) -> SharedFactors<'a> {
+        let mut shared = SharedFactors {
+            products: vec![None; jobs.len()],
+            dense: vec![None; jobs.len()],
+            ..SharedFactors::default()
+        };
+        let mut index = std::collections::HashMap::<*const Matrix, usize>::new();
+        for (i, job) in jobs.iter().enumerate() {
+            if let Job::Product { left, right } = *job {
+                let k = left.cols();
+                if k == 0 || left.rows() < k || right.cols() < k {
+                    continue;
+                }
+                let mut id = |m: &'a Matrix| {
+                    *index.entry(std::ptr::from_ref(m)).or_insert_with(|| {
+                        shared.factors.push(m);
+                        shared.factors.len() - 1
+                    })
+                };
+                shared.products[i] = Some((id(left), id(right)));
+            }
+        }
+        shared.dense_of = vec![None; shared.factors.len()];
+        for (i, job) in jobs.iter().enumerate() {
+            if let Job::Dense(m) = *job
+                && let Some(&f) = index.get(&std::ptr::from_ref(m))
+                && shared.dense_of[f].is_none()
+            {
+                shared.dense_of[f] = Some(i);
+                shared.dense[i] = Some(f);
+            }
+        }
+        shared
+    }
+
+    fn factor_of_dense(&self, job: usize) -> Option<usize> {
+        self.dense.get(job).copied().flatten()
+    }
+
+    fn product_factors(&self, job: usize) -> Option<(usize, usize)> {
+        self.products.get(job).copied().flatten()
+    }
+}
+
+/// The singular values of `m` from the checked Gram path applied to its q x q triangular
+/// factor `r` (q x q Gram matrix, inner dimension q instead of p), when the bound, widened by
+/// the QR's backward error, meets `precision`'s contract; `None` otherwise.
+///
+/// Householder QR is columnwise backward stable: `r` is the exact factor of m + Δm with
+/// ‖Δm‖_F <= γ̃_{pq} ‖m‖_F (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd
+/// ed., Thm. 19.4), so by Weyl the singular values of `r` are within that of m's. We take
+/// γ̃_{pq} = 4·p·q·u and ‖m‖_F = ‖r‖_F (1 + p·q·u) for the norm's own rounding.
+fn triangular_gram(
+    m: &Matrix,
+    r: MatRef<'_, f64>,
+    precision: Precision,
+    par: Par,
+) -> Option<Vec<f64>> {
+    let (p, q) = (m.rows().max(m.cols()), m.rows().min(m.cols()));
+    let rm = Matrix::from_fn(r.nrows(), r.ncols(), |i, j| r[(i, j)]);
+    let mut g = gram_checked(&rm, par)?;
+    let pq_u = (p * q) as f64 * UNIT_ROUNDOFF;
+    let frobenius = r.norm_l2() * (1.0 + pq_u);
+    g.error_bound += 4.0 * pq_u * frobenius;
+    g.meets(precision.tolerance()).then_some(g.values)
+}
+
+/// The q x q triangular factor of the thin QR of `m`'s tall orientation (p x q, p >= q): `m`
+/// itself when it is tall, `m^T` when it is wide. Its singular values are `m`'s.
+fn thin_r(m: &Matrix, par: Par) -> Mat<f64> {
+    let a = view(m);
+    let tall = if m.rows() >= m.cols() {
+        a.to_owned()
+    } else {
+        // Row-major `m` is column-major `m^T`: a contiguous copy.
+        a.transpose().to_owned()
+    };
+    r_factor(tall, par)
+}
 
 /// A rough flop count of a job, to start the largest first.
 fn cost(job: &Job) -> f64 {
@@ -802,6 +1068,121 @@ mod tests {
         assert_eq!(out[0].len(), 2);
         assert!((out[0][0] - 2.0).abs() < 1e-14, "{:?}", out[0]);
         assert!(out[0][1].abs() < 1e-14);
+    }
+
+    /// A pseudo-random matrix with entries in [-1, 1).
+    fn noise(rows: usize, cols: usize, seed: u64) -> Matrix {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        Matrix::from_fn(rows, cols, |_, _| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        })
+    }
+
+    #[test]
+    fn shared_factors_give_the_values_of_each_job_alone() {
+        // An attention-like batch: per-head matrices that circuits share by address, one right
+        // factor shared by two circuits (grouped-query attention), a rank-deficient factor, a
+        // factor beyond the Gram path's range, a product that is not thin (k above an outer
+        // dimension) and a whole-layer matrix.
+        let q_t = noise(48, 8, 1);
+        let k = noise(8, 48, 2);
+        let v = noise(8, 48, 3);
+        let o1 = noise(48, 8, 4);
+        let o2 = noise(48, 8, 5);
+        let deficient = noise(48, 3, 6).matmul(&noise(3, 8, 7));
+        let whole = noise(48, 48, 8);
+        let wide_left = noise(4, 8, 9);
+        let huge = noise(48, 8, 10);
+        let huge =
+            Matrix::from_vec(48, 8, huge.data().iter().map(|x| x * 1e150).collect()).unwrap();
+        let jobs = [
+            Job::Dense(&whole),
+            Job::Dense(&q_t),
+            Job::Dense(&k),
+            Job::Dense(&v),
+            Job::Dense(&o1),
+            Job::Dense(&deficient),
+            Job::Dense(&huge),
+            Job::Product {
+                left: &q_t,
+                right: &k,
+            },
+            Job::Product {
+                left: &o1,
+                right: &v,
+            },
+            Job::Product {
+                left: &o2,
+                right: &v,
+            },
+            Job::Product {
+                left: &deficient,
+                right: &v,
+            },
+            Job::Product {
+                left: &wide_left,
+                right: &v,
+            },
+            Job::Product {
+                left: &huge,
+                right: &k,
+            },
+        ];
+        for threads in [1, 2] {
+            let b = FaerBackend::new(threads).unwrap();
+            for precision in [Precision::F64, Precision::F32] {
+                let batch = b.spectra_with_methods(&jobs, precision).unwrap();
+                let methods: Vec<Method> = batch.iter().map(|(_, m)| *m).collect();
+                let shared_dense = if precision == Precision::F64 {
+                    Method::QrF64
+                } else {
+                    Method::QrGram
+                };
+                let whole_method = if precision == Precision::F64 {
+                    Method::SvdF64
+                } else {
+                    Method::Gram
+                };
+                assert_eq!(
+                    methods,
+                    [
+                        whole_method,
+                        shared_dense,
+                        shared_dense,
+                        shared_dense,
+                        shared_dense,
+                        // Rank 3 of 8: the Gram path on the 8 x 8 factor still meets the f32
+                        // contract (its bound for an exact zero is sqrt(E), about 1e-7 σ_1).
+                        shared_dense,
+                        // Beyond the Gram path's range: the SVD of the factor.
+                        Method::QrF64,
+                        Method::ProductF64,
+                        Method::ProductF64,
+                        Method::ProductF64,
+                        Method::ProductF64,
+                        Method::ProductF64,
+                        Method::ProductF64,
+                    ],
+                    "{precision}, {threads} threads"
+                );
+                for (i, (values, _)) in batch.iter().enumerate() {
+                    // The same job alone: no factor is shared, so it takes its own path.
+                    let alone = &b.spectra(&jobs[i..=i], Precision::F64).unwrap()[0];
+                    assert_eq!(values.len(), alone.len(), "job {i}");
+                    // f64 everywhere but the Gram path in f32, which keeps the f32 contract.
+                    let tol = match methods[i] {
+                        Method::QrGram | Method::Gram => precision.tolerance(),
+                        _ => 1e-13,
+                    } * alone[0];
+                    for (a, e) in values.iter().zip(alone) {
+                        assert!((a - e).abs() <= tol, "job {i} ({precision}): {a} vs {e}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
