@@ -156,11 +156,27 @@ impl Matrix {
 
     /// The largest absolute element, 0 for an empty matrix.
     pub fn max_abs(&self) -> f64 {
-        self.data.iter().fold(0.0, |m, x| m.max(x.abs()))
+        // Eight running maxima, so that the loop vectorises; NaN is skipped as `f64::max` does.
+        let mut acc = [0.0f64; 8];
+        let mut chunks = self.data.chunks_exact(8);
+        for chunk in &mut chunks {
+            for (m, x) in acc.iter_mut().zip(chunk) {
+                let a = x.abs();
+                *m = if a > *m { a } else { *m };
+            }
+        }
+        let rest = chunks
+            .remainder()
+            .iter()
+            .fold(0.0f64, |m, x| m.max(x.abs()));
+        acc.iter().fold(rest, |m, x| m.max(*x))
     }
 
     /// Index (row, col) and value of the first NaN or infinite element.
     pub fn first_non_finite(&self) -> Option<(usize, usize, f64)> {
+        if all_finite(&self.data) {
+            return None;
+        }
         let i = self.data.iter().position(|x| !x.is_finite())?;
         Some((i / self.cols.max(1), i % self.cols.max(1), self.data[i]))
     }
@@ -171,12 +187,57 @@ impl Matrix {
     }
 }
 
+/// True when no element is NaN or infinite (exponent bits all ones), tested eight at a time
+/// so that the scan vectorises.
+fn all_finite(data: &[f64]) -> bool {
+    const EXPONENT: u64 = 0x7ff0_0000_0000_0000;
+    let mut chunks = data.chunks_exact(8);
+    for chunk in &mut chunks {
+        let bad = chunk
+            .iter()
+            .fold(false, |bad, x| bad | (x.to_bits() & EXPONENT == EXPONENT));
+        if bad {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|x| x.is_finite())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn m(rows: usize, cols: usize) -> Matrix {
         Matrix::from_fn(rows, cols, |r, c| (r * 10 + c) as f64)
+    }
+
+    #[test]
+    fn non_finite_and_max_abs_scans_find_every_position() {
+        for len in [1usize, 7, 8, 9, 17, 64] {
+            for pos in 0..len {
+                for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                    let mut data: Vec<f64> = (0..len).map(|i| i as f64 - 3.5).collect();
+                    data[pos] = bad;
+                    let m = Matrix::from_vec(1, len, data).unwrap();
+                    let found = m.first_non_finite().unwrap();
+                    assert_eq!((found.0, found.1), (0, pos));
+                    assert_eq!(found.2.to_bits(), bad.to_bits());
+                }
+                let mut data: Vec<f64> = (0..len).map(|i| (i % 3) as f64 * 0.5).collect();
+                data[pos] = -9.0;
+                let m = Matrix::from_vec(1, len, data).unwrap();
+                assert_eq!(m.first_non_finite(), None);
+                assert_eq!(m.max_abs(), 9.0, "len {len} pos {pos}");
+            }
+        }
+        // NaN is skipped by max_abs, as by f64::max.
+        let m = Matrix::from_vec(
+            1,
+            9,
+            vec![1.0, f64::NAN, -2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5],
+        )
+        .unwrap();
+        assert_eq!(m.max_abs(), 2.0);
     }
 
     #[test]

@@ -368,6 +368,16 @@ pub fn validate_jobs(jobs: &[Job]) -> Result<(), SpectralError> {
             }),
         }
     }
+    // A matrix that several jobs name (a per-head matrix and its circuits) is scanned once.
+    let mut checked = std::collections::HashSet::<*const Matrix>::new();
+    let mut finite = |job: usize, operand: &'static str, m: &Matrix| {
+        if checked.contains(&std::ptr::from_ref(m)) {
+            return Ok(());
+        }
+        finite(job, operand, m)?;
+        checked.insert(std::ptr::from_ref(m));
+        Ok(())
+    };
     for (i, job) in jobs.iter().enumerate() {
         match job {
             Job::Dense(m) => finite(i, "dense", m)?,
@@ -434,6 +444,21 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.starts_with("job 1: right matrix (2x3)"), "{msg}");
         assert!(msg.contains("(1, 1)"), "{msg}");
+
+        // A matrix named by several jobs is scanned once, and the first job naming it fails.
+        let err = validate_jobs(&[
+            Job::Dense(&good),
+            Job::Dense(&bad),
+            Job::Product {
+                left: &good,
+                right: &bad,
+            },
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(err, SpectralError::NonFinite { job: 1, .. }),
+            "{err}"
+        );
 
         let a = Matrix::zeros(4, 3);
         let err = validate_jobs(&[Job::Product {
