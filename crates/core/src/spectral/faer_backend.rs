@@ -88,8 +88,14 @@ impl GramSpectrum {
     /// True when the bound guarantees every value within `tol · σ_1` of the exact one
     /// (σ_1 >= σ̂_1 − bound, so `bound <= tol · (σ̂_1 − bound)` suffices).
     pub fn meets(&self, tol: f64) -> bool {
+        self.meets_widened(tol, 0.0)
+    }
+
+    /// [`GramSpectrum::meets`] with the bound widened by `extra` (another error source).
+    fn meets_widened(&self, tol: f64, extra: f64) -> bool {
         let first = self.values.first().copied().unwrap_or(0.0);
-        self.error_bound <= tol * (first - self.error_bound).max(0.0)
+        let bound = self.error_bound + extra;
+        bound <= tol * (first - bound).max(0.0)
     }
 }
 
@@ -109,7 +115,8 @@ impl GramSpectrum {
 ///    bounded from above by Collatz–Wielandt: ρ <= max_j (|m|^T |m| x)_j / x_j for every
 ///    positive x; we take the least of three power-iteration vectors starting at x = 1 (the
 ///    first is the ∞-norm), computed in O(pq) and inflated by (1 + 2(p+q+2)u) for the
-///    rounding of those non-negative sums.
+///    rounding of those non-negative sums. (The engine stops after the first or second
+///    iterate when the bound already meets the contract: every iterate is an upper bound.)
 /// 2. *The eigensolver.* Householder tridiagonalisation (faer's `tridiag_in_place`) followed by
 ///    the root-free QL/QR iteration ([`super::tridiagonal`], LAPACK's `dsterf`, the values-only
 ///    path of `dsyev`) is normwise backward stable: the
@@ -130,10 +137,17 @@ impl GramSpectrum {
 /// E ≈ 1e-11·σ_1², so the f32 contract (1e-6) holds when σ_min >= ~1e-5·σ_1, and the f64
 /// contract (1e-12) essentially never for square matrices.
 pub fn gram_spectrum(m: &Matrix) -> Option<GramSpectrum> {
-    gram_checked(m, Par::Seq)
+    gram_checked(m, Par::Seq, |_| false)
 }
 
-fn gram_checked(m: &Matrix, par: Par) -> Option<GramSpectrum> {
+/// [`gram_spectrum`], stopping the power iterations of the bound on ρ early once `enough`
+/// holds for the spectrum and bound so far (each iterate is an upper bound; later ones are
+/// tighter).
+fn gram_checked(
+    m: &Matrix,
+    par: Par,
+    enough: impl Fn(&GramSpectrum) -> bool,
+) -> Option<GramSpectrum> {
     let (rows, cols) = m.shape();
     let (p, q) = (rows.max(cols), rows.min(cols));
     if q == 0 {
@@ -153,7 +167,9 @@ fn gram_checked(m: &Matrix, par: Par) -> Option<GramSpectrum> {
         return None;
     }
     let lambda = gram_eigenvalues(m, par)?;
-    let rho = abs_gram_spectral_radius_bound(m);
+    let rho = abs_gram_spectral_radius_bound(m, |rho| {
+        gram_bound(&lambda, rho, p, q).is_some_and(|g| enough(&g))
+    });
     gram_bound(&lambda, rho, p, q)
 }
 
@@ -203,8 +219,9 @@ pub fn gram_bound(lambda: &[f64], rho: f64, p: usize, q: usize) -> Option<GramSp
     })
 }
 
-/// An upper bound on ρ(|m|^T |m|) = ‖ |m| ‖₂² by Collatz–Wielandt (see [`gram_spectrum`]).
-fn abs_gram_spectral_radius_bound(m: &Matrix) -> f64 {
+/// An upper bound on ρ(|m|^T |m|) = ‖ |m| ‖₂² by Collatz–Wielandt (see [`gram_spectrum`]):
+/// the least over up to three power iterations, fewer when `enough` holds for the bound so far.
+fn abs_gram_spectral_radius_bound(m: &Matrix, mut enough: impl FnMut(f64) -> bool) -> f64 {
     let (rows, cols) = m.shape();
     let data = m.data();
     let mut x = vec![1.0f64; cols];
@@ -223,6 +240,9 @@ fn abs_gram_spectral_radius_bound(m: &Matrix) -> f64 {
         }
         let ratio = y.iter().zip(&x).fold(0.0f64, |acc, (y, x)| acc.max(y / x));
         best = best.min(ratio);
+        if enough(best) {
+            break;
+        }
         let ymax = y.iter().fold(0.0f64, |a, b| a.max(*b));
         if ymax == 0.0 || !ymax.is_finite() {
             break;
@@ -554,7 +574,7 @@ impl FaerBackend {
             }
         };
         if try_gram
-            && let Some(g) = gram_checked(m, par)
+            && let Some(g) = gram_checked(m, par, |g| g.meets(precision.tolerance()))
             && g.meets(precision.tolerance())
         {
             return Ok((g.values, Method::Gram));
@@ -693,11 +713,12 @@ fn triangular_gram(
 ) -> Option<Vec<f64>> {
     let (p, q) = (m.rows().max(m.cols()), m.rows().min(m.cols()));
     let rm = Matrix::from_fn(r.nrows(), r.ncols(), |i, j| r[(i, j)]);
-    let mut g = gram_checked(&rm, par)?;
     let pq_u = (p * q) as f64 * UNIT_ROUNDOFF;
-    let frobenius = r.norm_l2() * (1.0 + pq_u);
-    g.error_bound += 4.0 * pq_u * frobenius;
-    g.meets(precision.tolerance()).then_some(g.values)
+    let qr_error = 4.0 * pq_u * r.norm_l2() * (1.0 + pq_u);
+    let tol = precision.tolerance();
+    let meets = |g: &GramSpectrum| g.meets_widened(tol, qr_error);
+    let g = gram_checked(&rm, par, meets)?;
+    meets(&g).then_some(g.values)
 }
 
 /// The q x q triangular factor of the thin QR of `m`'s tall orientation (p x q, p >= q): `m`
@@ -1270,7 +1291,7 @@ mod tests {
             .unwrap()
             .spectra(&[Job::Dense(&m)], Precision::F64)
             .unwrap()[0][0];
-        let rho = abs_gram_spectral_radius_bound(&m);
+        let rho = abs_gram_spectral_radius_bound(&m, |_| false);
         assert!(rho >= s1 * s1 * (1.0 - 1e-15), "{rho} < {}", s1 * s1);
         assert!(rho <= s1 * s1 * 1.01, "{rho} vs {}", s1 * s1);
     }
