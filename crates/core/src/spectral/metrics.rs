@@ -418,14 +418,17 @@ fn suffix_log_sums(logs: &[f64]) -> Vec<f64> {
     out
 }
 
-/// max_j |1 − (x_j / xmin)^(1 − alpha) − j/n| over the tail, stopping early (returning a
-/// value above `bound`) as soon as the running maximum exceeds `bound`.
-fn ks_distance(tail: &[f64], alpha: f64, bound: f64) -> f64 {
-    let xmin = tail[0];
-    let n = tail.len() as f64;
+/// max_j |1 − (x_j / xmin)^(1 − alpha) − j/n| over the tail, given as the logarithms of its
+/// values (xmin first), stopping early (returning a value above `bound`) as soon as the running
+/// maximum exceeds `bound`. The power is exp((1 − alpha)(ln x_j − ln xmin)) from the logarithms
+/// the fit already has: one `exp` instead of a `powf` per point (a few ulps from WeightWatcher's
+/// `(x / xmin) ** (1 - alpha)`).
+fn ks_distance(tail_logs: &[f64], alpha: f64, bound: f64) -> f64 {
+    let log_xmin = tail_logs[0];
+    let n = tail_logs.len() as f64;
     let mut d: f64 = 0.0;
-    for (j, x) in tail.iter().enumerate() {
-        let fitted = 1.0 - (x / xmin).powf(-alpha + 1.0);
+    for (j, log_x) in tail_logs.iter().enumerate() {
+        let fitted = 1.0 - ((1.0 - alpha) * (log_x - log_xmin)).exp();
         let diff = (fitted - j as f64 / n).abs();
         if diff > d {
             d = diff;
@@ -449,7 +452,7 @@ fn fit_standard(data: &[f64]) -> Option<(f64, f64, f64)> {
         let alpha = 1.0 + n / (suffix[i] - n * logs[i]);
         let bound = best.map_or(f64::INFINITY, |b| b.2);
         let d = if alpha > 1.0 {
-            ks_distance(&data[i..], alpha, bound)
+            ks_distance(&logs[i..], alpha, bound)
         } else {
             1.0
         };
@@ -489,7 +492,7 @@ fn fit_small_n(data: &[f64]) -> Option<(f64, f64, f64)> {
             continue;
         }
         let bound = best.map_or(f64::INFINITY, |b| b.2);
-        let d = ks_distance(&data[i..], alpha, bound);
+        let d = ks_distance(&logs[i..], alpha, bound);
         if best.is_none_or(|b| d < b.2) {
             best = Some((i, alpha, d));
         }
@@ -504,7 +507,7 @@ fn fit_small_n(data: &[f64]) -> Option<(f64, f64, f64)> {
         return None;
     }
     let alpha = 1.0 + (n - 1.0) / s;
-    let d = ks_distance(data, alpha, f64::INFINITY);
+    let d = ks_distance(&logs, alpha, f64::INFINITY);
     Some((alpha, data[0], d))
 }
 
