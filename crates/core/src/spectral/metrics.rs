@@ -421,14 +421,22 @@ fn suffix_log_sums(logs: &[f64]) -> Vec<f64> {
 /// max_j |1 − (x_j / xmin)^(1 − alpha) − j/n| over the tail, given as the logarithms of its
 /// values (xmin first), stopping early (returning a value above `bound`) as soon as the running
 /// maximum exceeds `bound`. The power is exp((1 − alpha)(ln x_j − ln xmin)) from the logarithms
-/// the fit already has: one `exp` instead of a `powf` per point (a few ulps from WeightWatcher's
-/// `(x / xmin) ** (1 - alpha)`).
+/// the fit already has (and from which alpha was computed): one `exp` instead of a `powf` per
+/// point, a few ulps from WeightWatcher's `(x / xmin) ** (1 - alpha)`. A tie (x_j = xmin) gives
+/// 1 whatever alpha, as `1 ** y` does, also when alpha is infinite (an all-tied tail), where
+/// the product would be ∞ · 0.
 fn ks_distance(tail_logs: &[f64], alpha: f64, bound: f64) -> f64 {
     let log_xmin = tail_logs[0];
     let n = tail_logs.len() as f64;
     let mut d: f64 = 0.0;
     for (j, log_x) in tail_logs.iter().enumerate() {
-        let fitted = 1.0 - ((1.0 - alpha) * (log_x - log_xmin)).exp();
+        let log_ratio = log_x - log_xmin;
+        let power = if log_ratio == 0.0 {
+            1.0
+        } else {
+            ((1.0 - alpha) * log_ratio).exp()
+        };
+        let fitted = 1.0 - power;
         let diff = (fitted - j as f64 / n).abs();
         if diff > d {
             d = diff;
