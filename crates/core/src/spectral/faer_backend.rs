@@ -536,15 +536,7 @@ impl FaerBackend {
         precision: Precision,
         par: Par,
     ) -> Result<(Vec<f64>, Method), SpectralError> {
-        let (rows, cols) = job.shape();
-        let fail = |what: &'static str| SpectralError::NoConvergence {
-            job: index,
-            backend: "faer".into(),
-            what,
-            rows,
-            cols,
-            precision,
-        };
+        let fail = |what: &'static str| self.no_convergence(index, job, precision, what);
         // Only the benchmark algorithms compute in f32, and only in a build with the
         // `f32-arithmetic` feature; everything else runs in f64.
         #[cfg(feature = "f32-arithmetic")]
