@@ -504,9 +504,7 @@ impl FaerBackend {
         let Some((rl, rr)) = cores else {
             return self.one(index, job, precision, par);
         };
-        let mut core = Mat::<f64>::zeros(rl.nrows(), rr.nrows());
-        faer::linalg::matmul::matmul(core.as_mut(), Accum::Replace, rl, rr.transpose(), 1.0, par);
-        singular_values(core.as_ref(), par)
+        core_values(rl, rr, par)
             .map(|v| (v, Method::ProductF64))
             .ok_or_else(|| self.no_convergence(index, job, precision, "SVD of the core"))
     }
@@ -1014,13 +1012,17 @@ fn product_values<T: Real>(left: &Matrix, right: &Matrix, par: Par) -> Option<Ve
             *d = T::from_f64(*s);
         }
     }
-    let rl = r_factor(l, par);
-    let rr = r_factor(rt, par);
+    core_values(r_factor(l, par).as_ref(), r_factor(rt, par).as_ref(), par)
+}
+
+/// The singular values of a factored product L R from the triangular factors of L = Q_L R_L
+/// and Rᵀ = Q_R R_R: those of the small core R_L R_Rᵀ. `None` when its SVD does not converge.
+fn core_values<T: Real>(rl: MatRef<'_, T>, rr: MatRef<'_, T>, par: Par) -> Option<Vec<f64>> {
     let mut core = Mat::<T>::zeros(rl.nrows(), rr.nrows());
     faer::linalg::matmul::matmul(
         core.as_mut(),
         Accum::Replace,
-        rl.as_ref(),
+        rl,
         rr.transpose(),
         T::from_f64(1.0),
         par,
@@ -1085,13 +1087,8 @@ mod tests {
 
     /// A pseudo-random matrix with entries in [-1, 1).
     fn noise(rows: usize, cols: usize, seed: u64) -> Matrix {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        Matrix::from_fn(rows, cols, |_, _| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
+        let mut r = super::super::test_stream(seed);
+        Matrix::from_fn(rows, cols, |_, _| r())
     }
 
     #[test]

@@ -399,6 +399,18 @@ pub fn validate_jobs(jobs: &[Job]) -> Result<(), SpectralError> {
     Ok(())
 }
 
+/// A reproducible stream of numbers in [-1, 1) (xorshift64) for the spectral modules' tests.
+#[cfg(test)]
+fn test_stream(seed: u64) -> impl FnMut() -> f64 {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

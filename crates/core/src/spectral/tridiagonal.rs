@@ -225,16 +225,7 @@ mod tests {
         assert_eq!(got.len(), d.len());
     }
 
-    /// A reproducible stream of numbers in [-1, 1).
-    fn stream(seed: u64) -> impl FnMut() -> f64 {
-        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        }
-    }
+    use super::super::test_stream as stream;
 
     #[test]
     fn matches_a_dense_eigensolver_on_random_matrices() {
