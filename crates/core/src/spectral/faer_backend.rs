@@ -1,7 +1,8 @@
 //! The pure-Rust [`SvdBackend`]: Gram-matrix eigenvalues in f64 under a proved error bound
-//! ([`gram_spectrum`]) where it meets the precision's accuracy contract, faer's values-only SVD
-//! in f64 otherwise, factored circuits whose thin QRs a batch shares with its per-head jobs;
-//! parallel across the jobs of a batch on a private rayon pool.
+//! ([`gram_spectrum`]) where it meets the precision's accuracy contract, the two-stage
+//! values-only SVD of [`super::bidiagonal`] in f64 otherwise (faer's kernels underneath),
+//! factored circuits whose thin QRs a batch shares with its per-head jobs; parallel across the
+//! jobs of a batch on a private rayon pool.
 
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
@@ -14,7 +15,7 @@ use faer::linalg::svd::{self, ComputeSvdVectors};
 use faer::{Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 
-use super::{Job, Precision, SpectralError, SvdBackend, validate_jobs};
+use super::{Job, Precision, SpectralError, SvdBackend, bidiagonal, validate_jobs};
 use crate::matrix::Matrix;
 
 /// How [`FaerBackend`] computes the spectrum of a dense job.
@@ -756,6 +757,9 @@ impl SvdBackend for FaerBackend {
 trait Real: faer::traits::RealField + Copy + Send + Sync {
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
+    /// Values-only SVD in this type's arithmetic, descending; `None` when it does not
+    /// converge.
+    fn svd_values(a: MatRef<'_, Self>, par: Par) -> Option<Vec<f64>>;
 }
 
 impl Real for f64 {
@@ -765,6 +769,9 @@ impl Real for f64 {
     fn to_f64(self) -> f64 {
         self
     }
+    fn svd_values(a: MatRef<'_, f64>, par: Par) -> Option<Vec<f64>> {
+        bidiagonal::singular_values(bidiagonal::ColMajor::from_ref(a), par)
+    }
 }
 
 impl Real for f32 {
@@ -773,6 +780,9 @@ impl Real for f32 {
     }
     fn to_f64(self) -> f64 {
         self as f64
+    }
+    fn svd_values(a: MatRef<'_, f32>, par: Par) -> Option<Vec<f64>> {
+        faer_singular_values(a, par)
     }
 }
 
@@ -797,9 +807,15 @@ fn tall_copy<T: Real>(m: &Matrix) -> Mat<T> {
     }
 }
 
-/// Singular values (descending, as f64) of a column-major matrix; `None` when the SVD does
+/// Singular values (descending, as f64) of a column-major matrix in `T`'s arithmetic: the
+/// two-stage reduction of [`bidiagonal`] in f64, faer's SVD in f32; `None` when the SVD does
 /// not converge.
 fn singular_values<T: Real>(a: MatRef<'_, T>, par: Par) -> Option<Vec<f64>> {
+    T::svd_values(a, par)
+}
+
+/// faer's values-only SVD, descending, as f64.
+fn faer_singular_values<T: Real>(a: MatRef<'_, T>, par: Par) -> Option<Vec<f64>> {
     let (m, n) = a.shape();
     let k = m.min(n);
     if k == 0 {
@@ -835,16 +851,10 @@ fn view(m: &Matrix) -> MatRef<'_, f64> {
     MatRef::from_row_major_slice(m.data(), m.rows(), m.cols())
 }
 
-/// f64 values-only SVD of `m`, read in place (faer makes its own working copy).
+/// f64 values-only SVD of `m`: row-major `m` is column-major `mᵀ`, which has the same
+/// singular values and is copied column by column (the reduction works in place).
 fn dense_values_f64(m: &Matrix, par: Par) -> Option<Vec<f64>> {
-    let a = view(m);
-    // A wide row-major matrix is a tall column-major one: hand faer the friendlier layout.
-    let a = if m.rows() >= m.cols() {
-        a
-    } else {
-        a.transpose()
-    };
-    singular_values(a, par)
+    bidiagonal::singular_values(bidiagonal::ColMajor::from_row_major_transposed(m), par)
 }
 
 #[cfg(feature = "f32-arithmetic")]
