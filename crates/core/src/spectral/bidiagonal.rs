@@ -36,10 +36,10 @@ pub(crate) const SMALL: usize = 96;
 
 /// A column-major matrix with a padded leading dimension.
 pub(crate) struct ColMajor {
-    data: Vec<f64>,
-    rows: usize,
-    cols: usize,
-    ld: usize,
+    pub(super) data: Vec<f64>,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) ld: usize,
 }
 
 impl ColMajor {
@@ -81,7 +81,7 @@ impl ColMajor {
         out
     }
 
-    fn view_mut(&mut self) -> MatMut<'_, f64> {
+    pub(crate) fn view_mut(&mut self) -> MatMut<'_, f64> {
         MatMut::from_column_major_slice_with_stride_mut(
             &mut self.data,
             self.rows,
@@ -292,7 +292,7 @@ pub(crate) fn bidiagonal_values(d: &mut [f64], e: &mut [f64]) -> Option<()> {
 
 /// Σ a_i b_i with eight partial sums (the loop vectorises).
 #[inline]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f64; 8];
@@ -312,7 +312,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// y += alpha · x.
 #[inline]
-fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+pub(super) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += alpha * x;
     }
@@ -321,7 +321,7 @@ fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
 /// Householder reflector `I - tau v vᵀ` (v[0] = 1) that maps x to (beta, 0, ..., 0): returns
 /// (tau, beta) and leaves v[1..] in x[1..]. tau = 0 when x[1..] is zero already.
 #[inline]
-fn householder(x: &mut [f64]) -> (f64, f64) {
+pub(super) fn householder(x: &mut [f64]) -> (f64, f64) {
     let alpha = x[0];
     let tail = dot(&x[1..], &x[1..]);
     if tail == 0.0 {
@@ -444,7 +444,7 @@ fn band_to_bidiagonal(a: &mut [f64], ld: usize, n: usize, b: usize) {
 /// Householder QR, unblocked, of the `p x k` panel (column-major, leading dimension `ld`,
 /// p >= 1): R in its upper triangle, the reflectors' vectors (unit first entry implicit)
 /// below it, their coefficients in `tau`.
-fn panel_qr(panel: &mut [f64], ld: usize, p: usize, k: usize, tau: &mut [f64]) {
+pub(super) fn panel_qr(panel: &mut [f64], ld: usize, p: usize, k: usize, tau: &mut [f64]) {
     for j in 0..k.min(p) {
         let (left, right) = panel.split_at_mut(((j + 1) * ld).min(panel.len()));
         let col = &mut left[j * ld + j..j * ld + p];
@@ -468,7 +468,7 @@ fn panel_qr(panel: &mut [f64], ld: usize, p: usize, k: usize, tau: &mut [f64]) {
 /// explicit), zeroes them in the panel, and forms the upper triangular T of
 /// `H_0 H_1 ... H_{k-1} = I - V T Vᵀ` (LAPACK's `dlarft`, forward, columnwise).
 #[allow(clippy::too_many_arguments)]
-fn take_reflectors(
+pub(super) fn take_reflectors(
     panel: &mut [f64],
     ld: usize,
     p: usize,

@@ -6,6 +6,7 @@
 
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
+#[cfg(feature = "f32-arithmetic")]
 use faer::linalg::evd;
 #[cfg(feature = "f32-arithmetic")]
 use faer::linalg::evd::ComputeEigenvectors;
@@ -15,7 +16,7 @@ use faer::linalg::svd::{self, ComputeSvdVectors};
 use faer::{Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 
-use super::{Job, Precision, SpectralError, SvdBackend, bidiagonal, validate_jobs};
+use super::{Job, Precision, SpectralError, SvdBackend, bidiagonal, symmetric, validate_jobs};
 use crate::matrix::Matrix;
 
 /// How [`FaerBackend`] computes the spectrum of a dense job.
@@ -118,8 +119,8 @@ impl GramSpectrum {
 ///    first is the ∞-norm), computed in O(pq) and inflated by (1 + 2(p+q+2)u) for the
 ///    rounding of those non-negative sums. (The engine stops after the first or second
 ///    iterate when the bound already meets the contract: every iterate is an upper bound.)
-/// 2. *The eigensolver.* Householder tridiagonalisation (faer's `tridiag_in_place`) followed by
-///    the root-free QL/QR iteration ([`super::tridiagonal`], LAPACK's `dsterf`, the values-only
+/// 2. *The eigensolver.* Householder tridiagonalisation (two-stage, [`super::symmetric`]:
+///    orthogonal transformations only) followed by the root-free QL/QR iteration ([`super::tridiagonal`], LAPACK's `dsterf`, the values-only
 ///    path of `dsyev`) is normwise backward stable: the
 ///    computed eigenvalues are exact for Ĝ + F with ‖F‖₂ <= c·q·ε·‖Ĝ‖₂ (Golub & Van Loan,
 ///    *Matrix Computations*, 4th ed., §8.3.6, state ‖F‖₂ ≈ u‖Ĝ‖₂; LAPACK's Users' Guide,
@@ -867,8 +868,8 @@ fn dense_values_f32(m: &Matrix, par: Par) -> Option<Vec<f64>> {
 }
 
 /// Eigenvalues (descending, unclamped) of the smaller Gram matrix of `m`, in f64, formed from
-/// `m` in place (lower triangle only), tridiagonalised in place by faer (Householder) and
-/// solved by the root-free QL/QR iteration of [`super::tridiagonal`].
+/// `m` (lower triangle only) and solved by the two-stage tridiagonalisation of
+/// [`super::symmetric`].
 fn gram_eigenvalues(m: &Matrix, par: Par) -> Option<Vec<f64>> {
     let q = m.rows().min(m.cols());
     if q == 0 {
@@ -887,9 +888,9 @@ fn gram_eigenvalues(m: &Matrix, par: Par) -> Option<Vec<f64>> {
     } else {
         (a, a.transpose())
     };
-    let mut g = Mat::<f64>::zeros(q, q);
+    let mut g = bidiagonal::ColMajor::zeros(q, q);
     tri::matmul(
-        g.as_mut(),
+        g.view_mut(),
         BlockStructure::TriangularLower,
         Accum::Replace,
         lhs,
@@ -899,26 +900,7 @@ fn gram_eigenvalues(m: &Matrix, par: Par) -> Option<Vec<f64>> {
         1.0,
         par,
     );
-    if !g.as_ref().is_all_finite() {
-        return None;
-    }
-    // One row of Householder factors: the values need no block reflectors.
-    let mut householder = Mat::<f64>::zeros(1, q.saturating_sub(1));
-    let mut mem = MemBuffer::new(evd::tridiag::tridiag_in_place_scratch::<f64>(
-        q,
-        par,
-        Default::default(),
-    ));
-    evd::tridiag::tridiag_in_place(
-        g.as_mut(),
-        householder.as_mut(),
-        par,
-        MemStack::new(&mut mem),
-        Default::default(),
-    );
-    let diagonal: Vec<f64> = (0..q).map(|i| g[(i, i)]).collect();
-    let mut off_diagonal: Vec<f64> = (1..q).map(|i| g[(i, i - 1)]).collect();
-    let mut out = super::tridiagonal::eigenvalues(&diagonal, &mut off_diagonal)?;
+    let mut out = symmetric::eigenvalues(g, par)?;
     out.reverse();
     Some(out)
 }

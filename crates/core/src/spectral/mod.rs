@@ -120,6 +120,7 @@ pub mod baseline;
 mod bidiagonal;
 mod faer_backend;
 mod metrics;
+mod symmetric;
 mod tridiagonal;
 
 pub use faer_backend::{
