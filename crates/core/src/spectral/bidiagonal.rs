@@ -338,6 +338,42 @@ pub(super) fn householder(x: &mut [f64]) -> (f64, f64) {
     (tau, beta)
 }
 
+/// The reflector `I - tau v vᵀ` on rows r0..r1 (at least two) that annihilates column c below
+/// row r0: its vector goes to `v[..r1 - r0]` (v[0] = 1), the column becomes (beta, 0, ..., 0),
+/// and tau is returned (0 when the column was zero below r0 already).
+pub(super) fn column_reflector(
+    a: &mut [f64],
+    ld: usize,
+    c: usize,
+    r0: usize,
+    r1: usize,
+    v: &mut [f64],
+) -> f64 {
+    let v = &mut v[..r1 - r0];
+    v.copy_from_slice(&a[r0 + c * ld..r1 + c * ld]);
+    let (tau, beta) = householder(v);
+    a[r0 + c * ld] = beta;
+    a[r0 + 1 + c * ld..r1 + c * ld].fill(0.0);
+    tau
+}
+
+/// Applies `I - tau v vᵀ` from the left to rows r0..r0+len(v) of the columns `cols`.
+pub(super) fn apply_left(
+    a: &mut [f64],
+    ld: usize,
+    r0: usize,
+    v: &[f64],
+    tau: f64,
+    cols: std::ops::Range<usize>,
+) {
+    let r1 = r0 + v.len();
+    for j in cols {
+        let col = &mut a[r0 + j * ld..r1 + j * ld];
+        let s = dot(v, col);
+        axpy(-tau * s, v, col);
+    }
+}
+
 /// Left reflector on rows r0..r1 of column c, annihilating its entries below row r0, applied
 /// to columns c+1..=c_last.
 fn reflect_col(
@@ -352,19 +388,9 @@ fn reflect_col(
     if r1 <= r0 + 1 {
         return;
     }
-    let len = r1 - r0;
-    let v = &mut v[..len];
-    v.copy_from_slice(&a[r0 + c * ld..r1 + c * ld]);
-    let (tau, beta) = householder(v);
-    a[r0 + c * ld] = beta;
-    a[r0 + 1 + c * ld..r1 + c * ld].fill(0.0);
-    if tau == 0.0 {
-        return;
-    }
-    for j in c + 1..=c_last {
-        let col = &mut a[r0 + j * ld..r1 + j * ld];
-        let s = dot(v, col);
-        axpy(-tau * s, v, col);
+    let tau = column_reflector(a, ld, c, r0, r1, v);
+    if tau != 0.0 {
+        apply_left(a, ld, r0, &v[..r1 - r0], tau, c + 1..c_last + 1);
     }
 }
 

@@ -21,7 +21,9 @@ use faer::linalg::matmul::triangular::{self as tri, BlockStructure};
 use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, MatMut, MatRef, Par};
 
-use super::bidiagonal::{ColMajor, SMALL, axpy, dot, householder, panel_qr, take_reflectors};
+use super::bidiagonal::{
+    ColMajor, SMALL, apply_left, axpy, column_reflector, dot, panel_qr, take_reflectors,
+};
 
 /// Width of the band of the first stage.
 pub(crate) const BAND: usize = 16;
@@ -170,18 +172,11 @@ fn band_to_tridiagonal(a: &mut [f64], ld: usize, n: usize, b: usize) {
         let (mut c, mut s0, mut s1) = (i, i + 1, (i + 1 + b).min(n));
         while s1 >= s0 + 2 {
             let len = s1 - s0;
-            let v = &mut v[..len];
-            v.copy_from_slice(&a[s0 + c * ld..s1 + c * ld]);
-            let (tau, beta) = householder(v);
-            a[s0 + c * ld] = beta;
-            a[s0 + 1 + c * ld..s1 + c * ld].fill(0.0);
+            let tau = column_reflector(a, ld, c, s0, s1, &mut v);
+            let v = &v[..len];
             if tau != 0.0 {
                 // From the left: the rest of the old bulge, columns c+1..s0.
-                for j in c + 1..s0 {
-                    let col = &mut a[s0 + j * ld..s1 + j * ld];
-                    let s = dot(v, col);
-                    axpy(-tau * s, v, col);
-                }
+                apply_left(a, ld, s0, v, tau, c + 1..s0);
                 // Both sides of the diagonal block (lower triangle): p = τ D v,
                 // w = p - ½τ (pᵀv) v, D -= v wᵀ + w vᵀ.
                 let w = &mut w[..len];
