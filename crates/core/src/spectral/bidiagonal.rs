@@ -9,11 +9,10 @@
 //!    matrix-matrix products;
 //! 2. band to bidiagonal by bulge chasing with Householder reflectors of length [`BAND`] on
 //!    small blocks near the diagonal (O(n²·BAND) flops, in cache);
-//! 3. the bidiagonal's singular values as the non-negative eigenvalues of its Golub-Kahan
-//!    tridiagonal matrix (zero diagonal, the bidiagonal's entries interleaved off it), by the
-//!    root-free QL/QR iteration of [`super::tridiagonal`].
+//! 3. the bidiagonal's singular values by the implicitly shifted Golub-Kahan QR iteration
+//!    ([`bidiagonal_values`]).
 //!
-//! Every step is an orthogonal transformation or a backward-stable eigenvalue iteration, so
+//! Every step is an orthogonal transformation (or a deflation below u·max|B|), so
 //! each computed σ_i is within a modest multiple of n·u·σ_1 of the exact one, as for LAPACK's
 //! `dgesdd` (u = 2^-53). Matrices with at most [`SMALL`] columns skip the first stage: the
 //! second stage with a band as wide as the matrix is the one-stage Golub-Kahan reduction,
@@ -113,14 +112,15 @@ pub(crate) fn singular_values(mut a: ColMajor, par: Par) -> Option<Vec<f64>> {
     if n == 0 {
         return Some(Vec::new());
     }
+    // O(mn) before O(mn²): `f64::max` skips NaN, so finiteness is checked entry by entry.
     let mut max_abs = 0.0f64;
     for j in 0..n {
         for x in &a.data[j * a.ld..j * a.ld + m] {
+            if !x.is_finite() {
+                return None;
+            }
             max_abs = max_abs.max(x.abs());
         }
-    }
-    if !max_abs.is_finite() {
-        return None;
     }
     if max_abs == 0.0 {
         return Some(vec![0.0; n]);
@@ -189,10 +189,10 @@ pub(crate) fn bidiagonal_values(d: &mut [f64], e: &mut [f64]) -> Option<()> {
         return Some(());
     }
     let e = &mut e[..n - 1];
-    let bmax = d.iter().chain(e.iter()).fold(0.0f64, |m, x| m.max(x.abs()));
-    if !bmax.is_finite() {
+    if !d.iter().chain(e.iter()).all(|x| x.is_finite()) {
         return None;
     }
+    let bmax = d.iter().chain(e.iter()).fold(0.0f64, |m, x| m.max(x.abs()));
     let tol = f64::EPSILON / 2.0 * bmax;
     let max_sweeps = 30 * n;
     let mut sweeps = 0;
@@ -374,6 +374,29 @@ pub(super) fn apply_left(
     }
 }
 
+/// Applies `I - tau v vᵀ` from the right to columns c0..c0+len(v) of the rows `rows`, with
+/// `w` (at least `rows.len()` long) as scratch: w = A v, then A -= tau w vᵀ.
+pub(super) fn apply_right(
+    a: &mut [f64],
+    ld: usize,
+    rows: std::ops::Range<usize>,
+    c0: usize,
+    v: &[f64],
+    tau: f64,
+    w: &mut [f64],
+) {
+    let w = &mut w[..rows.len()];
+    w.fill(0.0);
+    for (k, &vk) in v.iter().enumerate() {
+        let col = &a[rows.start + (c0 + k) * ld..rows.end + (c0 + k) * ld];
+        axpy(vk, col, w);
+    }
+    for (k, &vk) in v.iter().enumerate() {
+        let col = &mut a[rows.start + (c0 + k) * ld..rows.end + (c0 + k) * ld];
+        axpy(-tau * vk, w, col);
+    }
+}
+
 /// Left reflector on rows r0..r1 of column c, annihilating its entries below row r0, applied
 /// to columns c+1..=c_last.
 fn reflect_col(
@@ -420,19 +443,8 @@ fn reflect_row(
     for k in 1..len {
         a[r + (c0 + k) * ld] = 0.0;
     }
-    if tau == 0.0 || r_last <= r {
-        return;
-    }
-    let rows = r_last - r;
-    let w = &mut w[..rows];
-    w.fill(0.0);
-    for (k, &vk) in v.iter().enumerate() {
-        let col = &a[r + 1 + (c0 + k) * ld..r_last + 1 + (c0 + k) * ld];
-        axpy(vk, col, w);
-    }
-    for (k, &vk) in v.iter().enumerate() {
-        let col = &mut a[r + 1 + (c0 + k) * ld..r_last + 1 + (c0 + k) * ld];
-        axpy(-tau * vk, w, col);
+    if tau != 0.0 && r_last > r {
+        apply_right(a, ld, r + 1..r_last + 1, c0, v, tau, w);
     }
 }
 
@@ -474,11 +486,10 @@ pub(super) fn panel_qr(panel: &mut [f64], ld: usize, p: usize, k: usize, tau: &m
     for j in 0..k.min(p) {
         let (left, right) = panel.split_at_mut(((j + 1) * ld).min(panel.len()));
         let col = &mut left[j * ld + j..j * ld + p];
-        let x0 = col[0];
+        // tau = 0 leaves the column as it was (nothing to annihilate).
         let (t, beta) = householder(col);
         tau[j] = t;
         if t == 0.0 {
-            col[0] = x0;
             continue;
         }
         for c in 0..k - j - 1 {

@@ -120,13 +120,13 @@ impl GramSpectrum {
 ///    rounding of those non-negative sums. (The engine stops after the first or second
 ///    iterate when the bound already meets the contract: every iterate is an upper bound.)
 /// 2. *The eigensolver.* Householder tridiagonalisation (two-stage, [`super::symmetric`]:
-///    orthogonal transformations only) followed by the root-free QL/QR iteration ([`super::tridiagonal`], LAPACK's `dsterf`, the values-only
-///    path of `dsyev`) is normwise backward stable: the
-///    computed eigenvalues are exact for Ĝ + F with ‖F‖₂ <= c·q·ε·‖Ĝ‖₂ (Golub & Van Loan,
-///    *Matrix Computations*, 4th ed., §8.3.6, state ‖F‖₂ ≈ u‖Ĝ‖₂; LAPACK's Users' Guide,
-///    §4.7, writes p(n)·ε·‖A‖₂ with p(n) "a modestly growing function of n"). We take
-///    c = [`EVD_BACKWARD_C`] = 4 per dimension, 8q times the textbook estimate. This term is
-///    the one assumption of the bound; the tests check the whole bound against LAPACK on
+///    orthogonal transformations only) followed by the root-free QL/QR iteration
+///    ([`super::tridiagonal`], LAPACK's `dsterf`, the values-only path of `dsyev`) is normwise
+///    backward stable: the computed eigenvalues are exact for Ĝ + F with ‖F‖₂ <= c·q·ε·‖Ĝ‖₂
+///    (Golub & Van Loan, *Matrix Computations*, 4th ed., §8.3.6, state ‖F‖₂ ≈ u‖Ĝ‖₂; LAPACK's
+///    Users' Guide, §4.7, writes p(n)·ε·‖A‖₂ with p(n) "a modestly growing function of n"). We
+///    take c = [`EVD_BACKWARD_C`] = 4 per dimension, 8q times the textbook estimate. This term
+///    is the one assumption of the bound; the tests check the whole bound against LAPACK on
 ///    ill-conditioned, rank-deficient and random matrices. ‖Ĝ‖₂ <= max|λ̂| / (1 − c·q·ε).
 /// 3. *Weyl.* Every computed eigenvalue λ̂_i is within E = γ_p ρ + c·q·ε·‖Ĝ‖₂ of the exact
 ///    λ_i = σ_i² (both sorted).

@@ -22,7 +22,8 @@ use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, MatMut, MatRef, Par};
 
 use super::bidiagonal::{
-    ColMajor, SMALL, apply_left, axpy, column_reflector, dot, panel_qr, take_reflectors,
+    ColMajor, SMALL, apply_left, apply_right, axpy, column_reflector, dot, panel_qr,
+    take_reflectors,
 };
 
 /// Width of the band of the first stage.
@@ -198,18 +199,7 @@ fn band_to_tridiagonal(a: &mut [f64], ld: usize, n: usize, b: usize) {
                     axpy(-v[j], &w[j..], col);
                 }
                 // From the right: the block below, rows s1..s1+b.
-                let e1 = (s1 + b).min(n);
-                if e1 > s1 {
-                    let rows = e1 - s1;
-                    let e = &mut e[..rows];
-                    e.fill(0.0);
-                    for (k, &vk) in v.iter().enumerate() {
-                        axpy(vk, &a[s1 + (s0 + k) * ld..e1 + (s0 + k) * ld], e);
-                    }
-                    for (k, &vk) in v.iter().enumerate() {
-                        axpy(-tau * vk, e, &mut a[s1 + (s0 + k) * ld..e1 + (s0 + k) * ld]);
-                    }
-                }
+                apply_right(a, ld, s1..(s1 + b).min(n), s0, v, tau, &mut e);
             }
             (c, s0, s1) = (s0, s1, (s1 + b).min(n));
         }
