@@ -8,11 +8,13 @@
 //! reduce it once (the faer backend shares its thin QR). The whole layer goes to the backend as
 //! one batch so that it can parallelise or batch on a GPU.
 //!
-//! [`analyse_model`] is a three-stage pipeline, so that the backend's threads never wait for
-//! reading or metrics: a reader thread reads and decodes layer i+1 while the backend computes
-//! layer i's spectra, and a metrics thread computes layer i−1's metrics meanwhile. At most
-//! two layers' weights are in memory at once (the one being analysed and the next one, read
-//! ahead). Before reading a layer the reader hints its tensors and the next layer's to the
+//! [`analyse_model`] is a pipeline, so that the backend's threads never wait for reading,
+//! metrics or the end of a layer: a reader thread reads and decodes the next layer while the
+//! backend computes the spectra of the layers before it ([`SvdBackend::batches_in_flight`]
+//! of them at once, each handed over by an analysis thread of its own, so that a layer's jobs
+//! start while the last jobs of the one before finish), and a metrics thread computes
+//! finished layers' metrics meanwhile. At most `batches_in_flight + 1` layers' weights are in
+//! memory at once (those being analysed and the next one, read ahead). Before reading a layer the reader hints its tensors and the next layer's to the
 //! checkpoint ([`Checkpoint::prefetch`]): a store read over the network fetches them in the
 //! background, merged and concurrently; local stores ignore the hint.
 //!
@@ -22,6 +24,7 @@
 //! [`DatasetDir::write_unit`](crate::dataset::DatasetDir::write_unit) writes.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
@@ -291,11 +294,15 @@ pub struct ModelAnalysis {
 }
 
 /// Analyses every layer of a model: a reader thread reads layer i+1 (and folds its norm if
-/// the plan asks) while the backend computes layer i's spectra ([`analyse_layer`]'s jobs), and
-/// a metrics thread turns finished spectra into metrics. `on_layer` is called after each
-/// layer's spectra with its index, for progress bars. Provenance (the stored dtype) is taken
-/// from the layer as read: reading a layer again would read its weights twice, which for a
-/// checkpoint read remotely means downloading them twice.
+/// the plan asks) while the backend computes the spectra of the layers before it
+/// ([`analyse_layer`]'s jobs), and a metrics thread turns finished spectra into metrics.
+/// [`SvdBackend::batches_in_flight`] analysis threads each take the next layer read and hand
+/// it to the backend, so that a layer's jobs start while the last jobs of the one before
+/// finish; results are put back in layer order. `on_layer` is called after each layer's
+/// spectra, in layer order, with its index, for progress bars. The first failing layer (by
+/// index, among those started) is the error; no layer is started after a failure. Provenance
+/// (the stored dtype) is taken from layer 0 as read: reading a layer again would read its
+/// weights twice, which for a checkpoint read remotely means downloading them twice.
 pub fn analyse_model(
     ckpt: &Checkpoint,
     arch: &Architecture,
@@ -304,11 +311,14 @@ pub fn analyse_model(
     on_layer: &mut dyn FnMut(usize),
 ) -> Result<ModelAnalysis, ExtractError> {
     let n_layers = arch.geometry().n_layers;
+    let workers = backend.batches_in_flight().max(1);
+    // Set by the first failing layer: no analysis thread starts another.
+    let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        // Reader: a rendezvous channel, so a read layer waits in `send` until the analysis
-        // takes it: the reader is at most one layer ahead, at most two layers in memory.
+        // Reader: a rendezvous channel, so a read layer waits in `send` until an analysis
+        // thread takes it: at most `workers + 1` layers' weights are in memory.
         type Read = Result<(LayerAttention, bool), ArchError>;
-        let (layers_tx, layers_rx) = mpsc::sync_channel::<Read>(0);
+        let (layers_tx, layers_rx) = mpsc::sync_channel::<(usize, Read)>(0);
         scope.spawn(move || {
             for i in 0..n_layers {
                 arch.prefetch_from(ckpt, i);
@@ -318,12 +328,45 @@ pub fn analyse_model(
                 });
                 let failed = layer.is_err();
                 // A closed channel means the analysis stopped: stop reading.
-                if layers_tx.send(layer).is_err() || failed {
+                if layers_tx.send((i, layer)).is_err() || failed {
                     return;
                 }
             }
         });
-        // Metrics: layer i's metrics are computed while layer i+1's spectra are.
+        // Analysis: each thread takes the next layer read and computes its spectra. The
+        // receiver is dropped with the last of them, which stops the reader.
+        let layers_rx = std::sync::Arc::new(std::sync::Mutex::new(layers_rx));
+        let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Analysed, ExtractError>)>();
+        for _ in 0..workers {
+            let (layers_rx, done_tx, stop) = (layers_rx.clone(), done_tx.clone(), &stop);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // The guard lives to the end of this statement only.
+                    let Some((i, read)) = layers_rx.lock().ok().and_then(|rx| rx.recv().ok())
+                    else {
+                        return;
+                    };
+                    let step = read
+                        .map_err(ExtractError::from)
+                        .and_then(|(layer, folded)| {
+                            Ok(Analysed {
+                                spectra: layer_spectra(&layer, plan, backend)?,
+                                folded,
+                                dtype: (i == 0).then(|| projection_dtype(&layer)),
+                            })
+                        });
+                    let failed = step.is_err();
+                    if failed {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    if done_tx.send((i, step)).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+        drop((layers_rx, done_tx));
+        // Metrics: a layer's metrics are computed while the next layers' spectra are.
         let (spectra_tx, spectra_rx) = mpsc::channel::<LayerSpectra>();
         let metrics = scope.spawn(move || {
             spectra_rx
@@ -331,28 +374,33 @@ pub fn analyse_model(
                 .flat_map(LayerSpectra::finish)
                 .collect::<Vec<_>>()
         });
-        let mut failure = None;
+        let mut failure: Option<(usize, ExtractError)> = None;
+        let mut pending = std::collections::BTreeMap::new();
+        let mut next = 0;
         let mut source_dtype = None;
         let mut folded_everywhere = true;
-        for read in layers_rx {
-            let step = read
-                .map_err(ExtractError::from)
-                .and_then(|(layer, folded)| {
-                    folded_everywhere &= folded;
-                    let spectra = layer_spectra(&layer, plan, backend)?;
-                    if source_dtype.is_none() {
-                        source_dtype = Some(projection_dtype(&layer));
-                    }
-                    on_layer(layer.layer);
-                    Ok(spectra)
-                });
+        // Ends when every analysis thread has ended (each holds a sender).
+        for (i, step) in done_rx {
             match step {
-                // The metrics thread only ends after `spectra_tx` is dropped.
-                Ok(spectra) => spectra_tx.send(spectra).expect("metrics thread alive"),
-                Err(err) => {
-                    failure = Some(err);
-                    break;
+                Ok(done) => {
+                    pending.insert(i, done);
                 }
+                Err(err) => {
+                    if failure.as_ref().is_none_or(|(first, _)| i < *first) {
+                        failure = Some((i, err));
+                    }
+                }
+            }
+            // In layer order, up to the first failure.
+            while failure.as_ref().is_none_or(|(first, _)| next < *first)
+                && let Some(done) = pending.remove(&next)
+            {
+                folded_everywhere &= done.folded;
+                source_dtype = source_dtype.or(done.dtype);
+                on_layer(done.spectra.layer);
+                // The metrics thread only ends after `spectra_tx` is dropped.
+                spectra_tx.send(done.spectra).expect("metrics thread alive");
+                next += 1;
             }
         }
         drop(spectra_tx);
@@ -360,15 +408,25 @@ pub fn analyse_model(
             Ok(out) => out,
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        if let Some(err) = failure {
+        if let Some((_, err)) = failure {
             return Err(err);
         }
+        // Every layer was analysed unless a thread panicked (the scope then re-raises it).
+        debug_assert!(next == n_layers || pending.is_empty());
         Ok(ModelAnalysis {
             results,
             source_dtype: source_dtype.ok_or(ExtractError::NoLayers)?,
             fold_ln_applied: plan.fold_ln && folded_everywhere,
         })
     })
+}
+
+/// A layer's spectra as an analysis thread hands them back: whether its norm was folded, and
+/// the stored dtype when it is layer 0.
+struct Analysed {
+    spectra: LayerSpectra,
+    folded: bool,
+    dtype: Option<String>,
 }
 
 /// The stored dtype of a layer's attention weights (its projections), or `mixed(...)`.
@@ -618,6 +676,74 @@ mod tests {
                 got.results.len(),
                 n * matrices_per_layer(arch.geometry(), &plan)
             );
+        }
+    }
+
+    /// A backend that fails every batch whose first matrix starts with one of `bad` (so, a
+    /// chosen set of layers, whatever thread hands them over), two batches in flight.
+    struct FailingLayers {
+        inner: FaerBackend,
+        bad: Vec<f64>,
+    }
+
+    impl SvdBackend for FailingLayers {
+        fn name(&self) -> &str {
+            "failing"
+        }
+        fn spectra(
+            &self,
+            jobs: &[Job],
+            precision: Precision,
+        ) -> Result<Vec<Vec<f64>>, SpectralError> {
+            if let Some(Job::Dense(m)) = jobs.first()
+                && self.bad.contains(&m.data()[0])
+            {
+                return Err(SpectralError::NoConvergence {
+                    job: 0,
+                    backend: "failing".into(),
+                    what: "test",
+                    rows: m.rows(),
+                    cols: m.cols(),
+                    precision,
+                });
+            }
+            self.inner.spectra(jobs, precision)
+        }
+        fn batches_in_flight(&self) -> usize {
+            2
+        }
+    }
+
+    /// With layers analysed two at a time, the error is the first failing layer's, progress is
+    /// reported for the layers before it only, and the run ends (no thread waits forever).
+    #[test]
+    fn the_first_failing_layer_is_the_error() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/arch");
+        let ckpt = Checkpoint::open(&root.join("llama")).unwrap();
+        let arch = Architecture::detect(ckpt.config()).unwrap();
+        let n = arch.geometry().n_layers;
+        assert_eq!(n, 2, "the fixture's layers");
+        let plan = Plan {
+            kinds: MatrixKind::ALL.to_vec(),
+            per_head: false,
+            fold_ln: false,
+            precision: Precision::F64,
+        };
+        let first = |i: usize| arch.layer(&ckpt, i).unwrap().w_q.data()[0];
+        // Both layers are in flight at once: the failure of layer 1 may arrive first.
+        for (bad, want) in [(vec![1], 1), (vec![1, 0], 0), (vec![0], 0)] {
+            let backend = FailingLayers {
+                inner: FaerBackend::new(2).unwrap(),
+                bad: bad.iter().map(|&i| first(i)).collect(),
+            };
+            let mut seen = Vec::new();
+            let err = analyse_model(&ckpt, &arch, &plan, &backend, &mut |l| seen.push(l))
+                .expect_err("a layer fails");
+            match err {
+                ExtractError::Spectral { layer, .. } => assert_eq!(layer, want, "{bad:?}"),
+                other => panic!("{bad:?}: {other}"),
+            }
+            assert_eq!(seen, (0..want).collect::<Vec<_>>(), "{bad:?}");
         }
     }
 

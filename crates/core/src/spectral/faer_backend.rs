@@ -14,7 +14,6 @@ use faer::linalg::matmul::triangular::{self as tri, BlockStructure};
 use faer::linalg::qr::no_pivoting::factor as qr;
 use faer::linalg::svd::{self, ComputeSvdVectors};
 use faer::{Accum, Mat, MatRef, Par};
-use rayon::prelude::*;
 
 use super::{Job, Precision, SpectralError, SvdBackend, bidiagonal, symmetric, validate_jobs};
 use crate::matrix::Matrix;
@@ -286,8 +285,9 @@ pub enum JobParallelism {
 
 /// The faer backend. Jobs of a batch run in parallel on a private rayon pool of `threads`
 /// threads, each job single-threaded; a batch with fewer jobs than threads runs its jobs one
-/// after another, each using all threads. No other thread pool is touched, so there is no
-/// oversubscription as long as the caller does not run several batches at once.
+/// after another, each using all threads. No other thread pool is touched: batches run at
+/// once from several threads share the pool's threads (no oversubscription), which is how a
+/// caller keeps them busy across batches ([`SvdBackend::batches_in_flight`]).
 pub struct FaerBackend {
     pool: rayon::ThreadPool,
     threads: usize,
@@ -363,7 +363,7 @@ impl FaerBackend {
         } else {
             SharedFactors::default()
         };
-        self.pool.install(|| {
+        {
             // First pass: every dense job, and the factors no dense job reduces.
             let mut first: Vec<Task> = (0..jobs.len())
                 .filter(|&i| matches!(jobs[i], Job::Dense(_)))
@@ -417,7 +417,7 @@ impl FaerBackend {
                 }
             }
             Ok(out.into_iter().flatten().collect())
-        })
+        }
     }
 
     /// Runs `tasks` on the pool: in parallel, largest first by `cost`, each single-threaded,
@@ -432,11 +432,23 @@ impl FaerBackend {
         if tasks.len() >= self.threads && self.parallelism == JobParallelism::Auto {
             let mut order: Vec<usize> = (0..tasks.len()).collect();
             order.sort_by(|a, b| cost(&tasks[*b]).total_cmp(&cost(&tasks[*a])));
-            let mut done: Vec<(usize, R)> = order
-                .par_iter()
-                .with_max_len(1)
-                .map(|&i| (i, work(&tasks[i], Par::Seq)))
-                .collect();
+            // Each task is queued on the pool by itself, in this order, from the calling
+            // thread, which waits without taking work: the tasks of batches run at once from
+            // several threads are taken one by one in the order they were queued, and no
+            // thread of the pool ever waits on another batch's task.
+            let (tx, rx) = std::sync::mpsc::channel();
+            self.pool.in_place_scope_fifo(|scope| {
+                for &i in &order {
+                    let (tx, work) = (tx.clone(), &work);
+                    scope.spawn_fifo(move |_| {
+                        let r = work(&tasks[i], Par::Seq);
+                        // The receiver lives until the scope has ended.
+                        let _ = tx.send((i, r));
+                    });
+                }
+            });
+            drop(tx);
+            let mut done: Vec<(usize, R)> = rx.into_iter().collect();
             done.sort_by_key(|(i, _)| *i);
             done.into_iter().map(|(_, r)| r).collect()
         } else {
@@ -445,7 +457,8 @@ impl FaerBackend {
             } else {
                 Par::Seq
             };
-            tasks.iter().map(|t| work(t, par)).collect()
+            self.pool
+                .install(|| tasks.iter().map(|t| work(t, par)).collect())
         }
     }
 
@@ -743,6 +756,17 @@ fn cost(job: &Job) -> f64 {
 impl SvdBackend for FaerBackend {
     fn name(&self) -> &str {
         "faer"
+    }
+
+    /// Two when jobs run in parallel ([`JobParallelism::Auto`], more than one thread): a
+    /// batch's last jobs leave threads idle that the next batch's first jobs can take. A
+    /// batch's tasks are dealt one at a time, so two batches interleave on the pool.
+    fn batches_in_flight(&self) -> usize {
+        if self.threads > 1 && self.parallelism == JobParallelism::Auto {
+            2
+        } else {
+            1
+        }
     }
 
     fn spectra(&self, jobs: &[Job], precision: Precision) -> Result<Vec<Vec<f64>>, SpectralError> {

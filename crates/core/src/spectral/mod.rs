@@ -111,7 +111,8 @@
 //! * Product jobs: thin Householder QR of `left` and `right^T`, the `k x k` core `R_l R_r^T`,
 //!   and its values-only SVD ([`bidiagonal`]), in f64.
 //! * Jobs of a batch run in parallel on the backend's own rayon pool, one thread per job,
-//!   largest first ([`JobParallelism::Auto`]); [`FaerBackend::spectra_with_methods`] also says
+//!   largest first ([`JobParallelism::Auto`]), each queued by itself, so that batches
+//!   submitted at once from several threads interleave ([`SvdBackend::batches_in_flight`]); [`FaerBackend::spectra_with_methods`] also says
 //!   which algorithm produced each spectrum ([`Method`]).
 //!
 //! Figures: README, "Benchmarks".
@@ -299,6 +300,14 @@ pub trait SvdBackend: Send + Sync {
 
     /// For each job, all its singular values in descending order (see [`Job`] for how many).
     fn spectra(&self, jobs: &[Job], precision: Precision) -> Result<Vec<Vec<f64>>, SpectralError>;
+
+    /// How many batches a caller should keep in flight at once (calling [`SvdBackend::spectra`]
+    /// from as many threads) to keep the backend busy: with more than one, the next batch's
+    /// jobs start while the last jobs of the one before finish. 1 unless the backend says
+    /// otherwise.
+    fn batches_in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// Errors of the spectral engine. Each names the job (its index in the batch) at fault.
