@@ -195,7 +195,7 @@ impl Matrix {
 
 /// True when no element is NaN or infinite (exponent bits all ones), tested eight at a time
 /// so that the scan vectorises.
-fn all_finite(data: &[f64]) -> bool {
+pub(crate) fn all_finite(data: &[f64]) -> bool {
     const EXPONENT: u64 = 0x7ff0_0000_0000_0000;
     let mut chunks = data.chunks_exact(8);
     for chunk in &mut chunks {

@@ -331,7 +331,12 @@ impl RowPlan {
 }
 
 fn gather_rows(m: &Matrix, rows: &[usize]) -> Matrix {
-    Matrix::from_fn(rows.len(), m.cols(), |r, c| m.get(rows[r], c))
+    // Whole rows at a time (a copy each), not entry by entry.
+    let mut data = Vec::with_capacity(rows.len() * m.cols());
+    for &r in rows {
+        data.extend_from_slice(m.row(r));
+    }
+    Matrix::from_vec(rows.len(), m.cols(), data).expect("rows.len() rows of m.cols() entries")
 }
 
 fn gather(v: &[f64], rows: &[usize]) -> Vec<f64> {

@@ -381,7 +381,9 @@ impl Checkpoint {
         if matches!(meta.dtype, DType::F8_E4M3 | DType::F8_E5M2) {
             fp8::dequantise(self, meta, &mut data)?;
         }
-        if let Some(first) = data.iter().position(|x| !x.is_finite()) {
+        if !crate::matrix::all_finite(&data)
+            && let Some(first) = data.iter().position(|x| !x.is_finite())
+        {
             return Err(CheckpointError::NonFinite {
                 tensor: meta.name.clone(),
                 file: self.file_for_message(meta),
