@@ -34,6 +34,7 @@ pub(crate) const BAND: usize = 24;
 pub(crate) const SMALL: usize = 96;
 
 /// A column-major matrix with a padded leading dimension.
+#[derive(Clone)]
 pub(crate) struct ColMajor {
     pub(super) data: Vec<f64>,
     pub(super) rows: usize,

@@ -60,6 +60,10 @@ pub enum Method {
     /// The same thin QR, then the checked Gram path on its q x q triangular factor, its bound
     /// widened by the QR's backward error (f32 contract only).
     QrGram,
+    /// Factored product from the Cholesky factors of its two factors' k x k Gram matrices
+    /// (the core L_lᵀ L_r and its SVD), in f64, kept because its proved bound met the contract
+    /// (f32 contract only; see [`GramFactor`]).
+    GramProduct,
     /// A benchmark-only algorithm that carries no contract ([`DenseAlgorithm::Svd`] or
     /// [`DenseAlgorithm::Gram`] in f32, or the unchecked Gram path in f64).
     Unchecked,
@@ -375,7 +379,9 @@ impl FaerBackend {
                     .map(Task::Factor),
             );
             let mut out: Vec<Option<(Vec<f64>, Method)>> = vec![None; jobs.len()];
-            let mut factors: Vec<Option<Mat<f64>>> = vec![None; shared.factors.len()];
+            let mut factors: Vec<Option<Factor>> = std::iter::repeat_with(|| None)
+                .take(shared.factors.len())
+                .collect();
             let done = self.run_tasks(
                 &first,
                 |t| self.task_cost(jobs, &shared, t),
@@ -405,9 +411,9 @@ impl FaerBackend {
                     let Task::Job(i) = *t else {
                         unreachable!("the second pass holds products only")
                     };
-                    let cores = shared.product_factors(i).and_then(|(l, r)| {
-                        Some((factors[l].as_ref()?.as_ref(), factors[r].as_ref()?.as_ref()))
-                    });
+                    let cores = shared
+                        .product_factors(i)
+                        .and_then(|(l, r)| Some((factors[l].as_ref()?, factors[r].as_ref()?)));
                     self.product(i, &jobs[i], cores, precision, par)
                 },
             );
@@ -466,7 +472,7 @@ impl FaerBackend {
         match *task {
             Task::Job(i) => cost(&jobs[i]),
             Task::Factor(f) => {
-                let m = shared.factors[f];
+                let m = shared.factors[f].0;
                 let (p, q) = (m.rows().max(m.cols()) as f64, m.rows().min(m.cols()) as f64);
                 2.0 * p * q * q
             }
@@ -484,21 +490,45 @@ impl FaerBackend {
         par: Par,
     ) -> FirstPass {
         match *task {
-            Task::Factor(f) => Ok((None, Some(thin_r(shared.factors[f], par)))),
+            Task::Factor(f) => {
+                let (m, transposed) = shared.factors[f];
+                let gram = (precision == Precision::F32)
+                    .then(|| gram_factor(m, transposed, par))
+                    .flatten()
+                    .and_then(|(_, factor)| factor);
+                let factor = match gram {
+                    Some(g) => Factor::Gram(g),
+                    None => Factor::Qr(thin_r(m, transposed, par)),
+                };
+                Ok((None, Some(factor)))
+            }
             Task::Job(i) => {
-                if shared.factor_of_dense(i).is_some()
+                if let Some(f) = shared.factor_of_dense(i)
                     && let Job::Dense(m) = jobs[i]
                 {
-                    let r = thin_r(m, par);
+                    let transposed = shared.factors[f].1;
+                    // f32: the Gram path on the factor itself, which also gives the Cholesky
+                    // factor its circuits use; the thin QR only where its bound fails.
+                    if precision == Precision::F32
+                        && let Some((values, factor)) = gram_factor(m, transposed, par)
+                        && values.meets(precision.tolerance())
+                    {
+                        let factor = match factor {
+                            Some(g) => Factor::Gram(g),
+                            None => Factor::Qr(thin_r(m, transposed, par)),
+                        };
+                        return Ok((Some((values.values, Method::Gram)), Some(factor)));
+                    }
+                    let r = thin_r(m, transposed, par);
                     if precision == Precision::F32
                         && let Some(values) = triangular_gram(m, r.as_ref(), precision, par)
                     {
-                        return Ok((Some((values, Method::QrGram)), Some(r)));
+                        return Ok((Some((values, Method::QrGram)), Some(Factor::Qr(r))));
                     }
                     let values = singular_values(r.as_ref(), par).ok_or_else(|| {
                         self.no_convergence(i, &jobs[i], precision, "SVD of the triangular factor")
                     })?;
-                    return Ok((Some((values, Method::QrF64)), Some(r)));
+                    return Ok((Some((values, Method::QrF64)), Some(Factor::Qr(r))));
                 }
                 self.one(i, &jobs[i], precision, par)
                     .map(|v| (Some(v), None))
@@ -506,22 +536,30 @@ impl FaerBackend {
         }
     }
 
-    /// A product job: from the two shared triangular factors when there are (`cores`), else
-    /// on its own.
+    /// A product job: from its two shared factors when there are (`cores`), else on its own.
+    /// Two triangular factors give the core R_l R_rᵀ; two Gram factors give the core L_lᵀ L_r,
+    /// kept when its bound meets the contract ([`gram_product`]); any other case (a bound
+    /// not met, one factor of each kind) is computed on its own.
     fn product(
         &self,
         index: usize,
         job: &Job,
-        cores: Option<(MatRef<'_, f64>, MatRef<'_, f64>)>,
+        cores: Option<(&Factor, &Factor)>,
         precision: Precision,
         par: Par,
     ) -> JobResult {
-        let Some((rl, rr)) = cores else {
-            return self.one(index, job, precision, par);
-        };
-        core_values(rl, rr, par)
-            .map(|v| (v, Method::ProductF64))
-            .ok_or_else(|| self.no_convergence(index, job, precision, "SVD of the core"))
+        if let Some((Factor::Gram(l), Factor::Gram(r))) = cores
+            && let Some(g) = gram_product(l, r, par)
+            && g.meets(precision.tolerance())
+        {
+            return Ok((g.values, Method::GramProduct));
+        }
+        match cores {
+            Some((Factor::Qr(rl), Factor::Qr(rr))) => core_values(rl.as_ref(), rr.as_ref(), par)
+                .map(|v| (v, Method::ProductF64))
+                .ok_or_else(|| self.no_convergence(index, job, precision, "SVD of the core")),
+            _ => self.one(index, job, precision, par),
+        }
     }
 
     fn no_convergence(
@@ -631,9 +669,18 @@ fn f32_benchmark_job(
 /// One job's spectrum and the algorithm that produced it, or its error.
 type JobResult = Result<(Vec<f64>, Method), SpectralError>;
 
-/// A first-pass result: the job's values (none for a factor alone) and the triangular factor
-/// it reduced (none for a dense job no product shares).
-type FirstPass = Result<(Option<(Vec<f64>, Method)>, Option<Mat<f64>>), SpectralError>;
+/// A first-pass result: the job's values (none for a factor alone) and the factor it reduced
+/// (none for a dense job no product shares).
+type FirstPass = Result<(Option<(Vec<f64>, Method)>, Option<Factor>), SpectralError>;
+
+/// A shared factor of thin products, reduced once per batch.
+enum Factor {
+    /// The k x k triangular factor of its thin Householder QR.
+    Qr(Mat<f64>),
+    /// The Cholesky factor of its k x k Gram matrix, with the bounds [`gram_product`] needs
+    /// (f32 contract only).
+    Gram(GramFactor),
+}
 
 /// A unit of work of [`FaerBackend::spectra_with_methods`]: a job by index, or the thin QR of
 /// a shared factor by index into [`SharedFactors::factors`].
@@ -646,7 +693,9 @@ enum Task {
 /// The distinct factors of a batch's thin products, by address, and which jobs name them.
 #[derive(Default)]
 struct SharedFactors<'a> {
-    factors: Vec<&'a Matrix>,
+    /// Each factor: its matrix, and whether products use its transpose (a right factor
+    /// `right`, k x n, enters as `rightᵀ`). A square matrix used on both sides is two factors.
+    factors: Vec<(&'a Matrix, bool)>,
     /// For each factor, the first dense job whose matrix it is.
     dense_of: Vec<Option<usize>>,
     /// For each job, its (left, right) factor indices when it is a thin product.
@@ -664,26 +713,29 @@ impl<'a> SharedFactors<'a> {
             dense: vec![None; jobs.len()],
             ..SharedFactors::default()
         };
-        let mut index = std::collections::HashMap::<*const Matrix, usize>::new();
+        let mut index = std::collections::HashMap::<(*const Matrix, bool), usize>::new();
         for (i, job) in jobs.iter().enumerate() {
             if let Job::Product { left, right } = *job {
                 let k = left.cols();
                 if k == 0 || left.rows() < k || right.cols() < k {
                     continue;
                 }
-                let mut id = |m: &'a Matrix| {
-                    *index.entry(std::ptr::from_ref(m)).or_insert_with(|| {
-                        shared.factors.push(m);
-                        shared.factors.len() - 1
-                    })
+                let mut id = |m: &'a Matrix, transposed: bool| {
+                    *index
+                        .entry((std::ptr::from_ref(m), transposed))
+                        .or_insert_with(|| {
+                            shared.factors.push((m, transposed));
+                            shared.factors.len() - 1
+                        })
                 };
-                shared.products[i] = Some((id(left), id(right)));
+                shared.products[i] = Some((id(left, false), id(right, true)));
             }
         }
         shared.dense_of = vec![None; shared.factors.len()];
         for (i, job) in jobs.iter().enumerate() {
-            if let Job::Dense(m) = *job
-                && let Some(&f) = index.get(&std::ptr::from_ref(m))
+            let Job::Dense(m) = *job else { continue };
+            let key = |transposed| (std::ptr::from_ref(m), transposed);
+            if let Some(&f) = index.get(&key(false)).or_else(|| index.get(&key(true)))
                 && shared.dense_of[f].is_none()
             {
                 shared.dense_of[f] = Some(i);
@@ -726,11 +778,161 @@ fn triangular_gram(
     meets(&g).then_some(g.values)
 }
 
-/// The q x q triangular factor of the thin QR of `m`'s tall orientation (p x q, p >= q): `m`
-/// itself when it is tall, `m^T` when it is wide. Its singular values are `m`'s.
-fn thin_r(m: &Matrix, par: Par) -> Mat<f64> {
+/// The Gram path of a shared factor of thin products (p x q as products use it, `mᵀ` when
+/// `transposed`; q <= p): the eigenvalues of its q x q Gram matrix Ĝ in f64 under [`gram_spectrum`]'s bound (its own
+/// singular values), and the lower Cholesky factor of Ĝ with the bounds that
+/// [`gram_product`] needs, `None` when the factorisation breaks down (Ĝ not numerically
+/// positive definite). `None` altogether for a zero matrix, entries beyond the Gram range, or
+/// an eigensolver failure.
+fn gram_factor(
+    m: &Matrix,
+    transposed: bool,
+    par: Par,
+) -> Option<(GramSpectrum, Option<GramFactor>)> {
+    let (rows, cols) = m.shape();
+    let (p, q) = if transposed {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
+    let max_abs = m.max_abs();
+    if q == 0 || p < q || max_abs == 0.0 || !gram_range_ok(max_abs) {
+        return None;
+    }
+    let g = gram_lower_of(m, transposed, par);
+    let mut l = g.clone();
+    let mut lambda = symmetric::eigenvalues(g, par)?;
+    lambda.reverse();
+    // Every iterate: the circuits' bound uses it too.
+    let rho = abs_gram_spectral_radius_bound(m, |_| false);
+    let spectrum = gram_bound(&lambda, rho, p, q)?;
+    let factor = symmetric::cholesky_lower(&mut l).and_then(|()| {
+        let u = UNIT_ROUNDOFF;
+        let gamma = |n: usize| {
+            let nu = n as f64 * u;
+            (nu < 1.0).then(|| nu / (1.0 - nu))
+        };
+        // ‖Ĝ − AᵀA‖₂ <= γ_p ρ(|A|ᵀ|A|) (step 1 of `gram_spectrum`).
+        let gram_error = gamma(p)? * rho * (1.0 + 2.0 * (p + q + 2) as f64 * u);
+        // Σ l_ij² over the lower triangle, rounded up for its own q(q+1)/2 additions.
+        let mut fro2 = 0.0;
+        for j in 0..q {
+            fro2 += l.data[j + j * l.ld..q + j * l.ld]
+                .iter()
+                .map(|x| x * x)
+                .sum::<f64>();
+        }
+        let fro2 = fro2 * (1.0 + gamma(q * q + 1)?);
+        // Cholesky (Higham, Thm. 10.3): L̂L̂ᵀ = Ĝ + ΔG, |ΔG| <= γ_{q+1} |L̂||L̂ᵀ|, so
+        // ‖ΔG‖₂ <= γ_{q+1} ‖ |L̂| ‖₂² <= γ_{q+1} ‖L̂‖_F².
+        let chol_error = gamma(q + 1)? * fro2;
+        let eta = EVD_BACKWARD_C * q as f64 * f64::EPSILON;
+        if eta >= 1.0 {
+            return None;
+        }
+        let g_norm = lambda.iter().fold(0.0f64, |a, x| a.max(x.abs())) / (1.0 - eta);
+        let factor = GramFactor {
+            l: Mat::from_fn(q, q, |i, j| if i >= j { l.data[i + j * l.ld] } else { 0.0 }),
+            delta: gram_error + chol_error,
+            gram_norm: g_norm + gram_error,
+            l_norm2: g_norm + chol_error,
+            l_fro: fro2.sqrt(),
+        };
+        [factor.delta, factor.gram_norm, factor.l_norm2, factor.l_fro]
+            .iter()
+            .all(|x| x.is_finite())
+            .then_some(factor)
+    });
+    Some((spectrum, factor))
+}
+
+/// The lower Cholesky factor L̂ of the computed Gram matrix Ĝ of a factor A of thin products
+/// (A p x k in its tall orientation), for the f32 contract's circuits: L̂L̂ᵀ = AᵀA + E with
+/// ‖E‖₂ <= `delta`.
+///
+/// # The bound of a product ([`gram_product`])
+///
+/// For a thin product C = A_l A_rᵀ (the job `left · right` with A_l = left, A_r = rightᵀ),
+/// let G = AᵀA and L̂L̂ᵀ = G + E for each factor, ‖E‖₂ <= δ. The core K = L̂_lᵀ L̂_r has
+/// σ_i(K)² = λ_i(L̂_lᵀ (G_r + E_r) L̂_l). By Weyl, that is within ‖L̂_l‖₂² δ_r of
+/// λ_i(L̂_lᵀ G_r L̂_l) = λ_i(G_r^½ (G_l + E_l) G_r^½), which is within ‖G_r‖₂ δ_l of
+/// λ_i(G_r^½ G_l G_r^½) = σ_i(C)². So |σ_i(K)² − σ_i(C)²| <= E₁ = ‖L̂_l‖₂² δ_r + ‖G_r‖₂ δ_l,
+/// and |σ_i(K) − σ_i(C)| <= E₁ / (σ_i(K) + σ_i(C)), at most sqrt(E₁) (as step 4 of
+/// [`gram_spectrum`]). The computed core is within γ_k ‖L̂_l‖_F ‖L̂_r‖_F of K (Frobenius), and
+/// its SVD in f64 is taken to be exact for a perturbation of at most c·k·ε·‖K̂‖₂ (the same
+/// assumption, c = [`EVD_BACKWARD_C`], as the eigensolver's); together, F. Each computed σ̃_i
+/// is then within F + E₁ / (s + sqrt(max(s² − E₁, 0))) of σ_i(C), s = max(σ̃_i − F, 0).
+///
+/// E is the Gram matrix's rounding (γ_p ρ(|A|ᵀ|A|), step 1 of [`gram_spectrum`]) plus the
+/// Cholesky factorisation's backward error (Higham, *Accuracy and Stability of Numerical
+/// Algorithms*, 2nd ed., Thm. 10.3: |ΔG| <= γ_{k+1} |L̂||L̂ᵀ|, which holds for any symmetric
+/// matrix on which the factorisation runs to completion): both about p·u·‖A‖², so the error
+/// of σ_i(C) is about p·u·‖A_l‖²‖A_r‖² / σ_i(C). The f32 contract holds unless the circuit
+/// is nearly rank-deficient; the f64 one, never (it is not tried).
+struct GramFactor {
+    /// L̂ (k x k, lower triangular).
+    l: Mat<f64>,
+    /// A bound on ‖L̂L̂ᵀ − AᵀA‖₂.
+    delta: f64,
+    /// A bound on ‖AᵀA‖₂.
+    gram_norm: f64,
+    /// A bound on ‖L̂‖₂² = ‖L̂L̂ᵀ‖₂.
+    l_norm2: f64,
+    /// A bound on ‖L̂‖_F.
+    l_fro: f64,
+}
+
+/// The singular values of the thin product `left · right` from the Gram factors of `left`
+/// (`l`) and `rightᵀ` (`r`), with the bound of [`GramFactor`]; `None` when the core's SVD
+/// does not converge or the bound is not finite.
+fn gram_product(l: &GramFactor, r: &GramFactor, par: Par) -> Option<GramSpectrum> {
+    let k = l.l.nrows();
+    let mut core = Mat::<f64>::zeros(k, k);
+    faer::linalg::matmul::matmul(
+        core.as_mut(),
+        Accum::Replace,
+        l.l.transpose(),
+        r.l.as_ref(),
+        1.0,
+        par,
+    );
+    let values = singular_values(core.as_ref(), par)?;
+    let first = values.first().copied().unwrap_or(0.0);
+    let ku = k as f64 * UNIT_ROUNDOFF;
+    let eta = EVD_BACKWARD_C * k as f64 * f64::EPSILON;
+    if ku >= 1.0 || eta >= 1.0 {
+        return None;
+    }
+    let f = ku / (1.0 - ku) * l.l_fro * r.l_fro + eta * first / (1.0 - eta);
+    let e1 = l.l_norm2 * r.delta + r.gram_norm * l.delta;
+    if !(f.is_finite() && e1.is_finite()) {
+        return None;
+    }
+    let root = e1.sqrt();
+    let error_bound = values
+        .iter()
+        .map(|v| {
+            let s = (v - f).max(0.0);
+            let denom = s + (s * s - e1).max(0.0).sqrt();
+            f + if denom > 0.0 {
+                (e1 / denom).min(root)
+            } else {
+                root
+            }
+        })
+        .fold(0.0f64, f64::max);
+    Some(GramSpectrum {
+        values,
+        error_bound,
+    })
+}
+
+/// The triangular factor of the thin QR of a shared factor as products use it: `m` itself
+/// (a left factor, m x k), or `mᵀ` when `transposed` (a right factor, k x n, enters as its
+/// n x k transpose). Its singular values are `m`'s.
+fn thin_r(m: &Matrix, transposed: bool, par: Par) -> Mat<f64> {
     let a = view(m);
-    let tall = if m.rows() >= m.cols() {
+    let tall = if !transposed {
         a.to_owned()
     } else {
         // Row-major `m` is column-major `m^T`: a contiguous copy.
@@ -899,6 +1101,20 @@ fn gram_eigenvalues(m: &Matrix, par: Par) -> Option<Vec<f64>> {
     if q == 0 {
         return Some(Vec::new());
     }
+    let mut out = symmetric::eigenvalues(gram_lower(m, par), par)?;
+    out.reverse();
+    Some(out)
+}
+
+/// The lower triangle of the smaller Gram matrix of `m` (q x q, q = min(rows, cols) > 0), in
+/// f64 (its strict upper triangle is zero).
+fn gram_lower(m: &Matrix, par: Par) -> bidiagonal::ColMajor {
+    gram_lower_of(m, m.rows() <= m.cols(), par)
+}
+
+/// The lower triangle of `m mᵀ` (`wwt`) or `mᵀ m`, in f64 (its strict upper triangle is zero).
+fn gram_lower_of(m: &Matrix, wwt: bool, par: Par) -> bidiagonal::ColMajor {
+    let q = if wwt { m.rows() } else { m.cols() };
     // The product kernel is twice as fast when its left operand is row-major and its right
     // one column-major (1024², one thread: 0.025 s against 0.050 s): W Wᵀ of the row-major
     // view has that layout, and is the smaller Gram matrix of a square or wide W (a square
@@ -906,7 +1122,7 @@ fn gram_eigenvalues(m: &Matrix, par: Par) -> Option<Vec<f64>> {
     // column-major copy (p·q copied, against p·q² flops), Wᵀ is row-major.
     let a = view(m);
     let column_major;
-    let (lhs, rhs) = if m.rows() > m.cols() {
+    let (lhs, rhs) = if !wwt {
         column_major = a.to_owned();
         (column_major.transpose(), column_major.as_ref())
     } else {
@@ -924,9 +1140,7 @@ fn gram_eigenvalues(m: &Matrix, par: Par) -> Option<Vec<f64>> {
         1.0,
         par,
     );
-    let mut out = symmetric::eigenvalues(g, par)?;
-    out.reverse();
-    Some(out)
+    g
 }
 
 /// Eigenvalues, descending, of the symmetric matrix whose lower triangle is `g`.
@@ -1162,34 +1376,36 @@ mod tests {
             for precision in [Precision::F64, Precision::F32] {
                 let batch = b.spectra_with_methods(&jobs, precision).unwrap();
                 let methods: Vec<Method> = batch.iter().map(|(_, m)| *m).collect();
-                let shared_dense = if precision == Precision::F64 {
-                    Method::QrF64
+                // f64: the thin QR of every factor. f32: the Gram path on every factor, and
+                // circuits from their Gram factors where both have one and the bound holds.
+                let (dense, whole_method, circuit) = if precision == Precision::F64 {
+                    (Method::QrF64, Method::SvdF64, Method::ProductF64)
                 } else {
-                    Method::QrGram
-                };
-                let whole_method = if precision == Precision::F64 {
-                    Method::SvdF64
-                } else {
-                    Method::Gram
+                    (Method::Gram, Method::Gram, Method::GramProduct)
                 };
                 assert_eq!(
                     methods,
                     [
                         whole_method,
-                        shared_dense,
-                        shared_dense,
-                        shared_dense,
-                        shared_dense,
-                        // Rank 3 of 8: the Gram path on the 8 x 8 factor still meets the f32
-                        // contract (its bound for an exact zero is sqrt(E), about 1e-7 σ_1).
-                        shared_dense,
+                        dense,
+                        dense,
+                        dense,
+                        dense,
+                        // Rank 3 of 8: the Gram path on the 48 x 8 factor still meets the f32
+                        // contract (its bound for an exact zero is sqrt(E), below 1e-6 σ_1).
+                        dense,
                         // Beyond the Gram path's range: the SVD of the factor.
                         Method::QrF64,
+                        circuit,
+                        circuit,
+                        // o2 is a factor of circuits only.
+                        circuit,
+                        // The rank-3 factor's Gram matrix has no Cholesky factor (or a bound
+                        // far too wide): thin QRs.
                         Method::ProductF64,
+                        // Not thin: on its own.
                         Method::ProductF64,
-                        Method::ProductF64,
-                        Method::ProductF64,
-                        Method::ProductF64,
+                        // One factor beyond the Gram range: thin QRs.
                         Method::ProductF64,
                     ],
                     "{precision}, {threads} threads"
@@ -1200,7 +1416,9 @@ mod tests {
                     assert_eq!(values.len(), alone.len(), "job {i}");
                     // f64 everywhere but the Gram path in f32, which keeps the f32 contract.
                     let tol = match methods[i] {
-                        Method::QrGram | Method::Gram => precision.tolerance(),
+                        Method::QrGram | Method::Gram | Method::GramProduct => {
+                            precision.tolerance()
+                        }
                         _ => 1e-13,
                     } * alone[0];
                     for (a, e) in values.iter().zip(alone) {
@@ -1208,6 +1426,141 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// `rows x cols` with singular values `s` (and zeros): U diag(s) Vᵀ, U and V orthonormal
+    /// columns from the QR of noise.
+    fn with_singular_values(rows: usize, cols: usize, s: &[f64], seed: u64) -> Matrix {
+        let k = s.len();
+        let q = |n: usize, seed: u64| {
+            let a = noise(n, k, seed);
+            Mat::from_fn(n, k, |i, j| a.data()[i * k + j])
+                .qr()
+                .compute_thin_Q()
+        };
+        let (u, v) = (q(rows, seed), q(cols, seed + 1));
+        Matrix::from_fn(rows, cols, |i, j| {
+            (0..k).map(|t| u[(i, t)] * s[t] * v[(j, t)]).sum()
+        })
+    }
+
+    /// Square factors: a circuit uses `left` as it is and `right` transposed, whichever shape
+    /// they have, and a square matrix on both sides of circuits is reduced both ways.
+    #[test]
+    fn square_factors_enter_products_the_right_way_round() {
+        let (a, b) = (noise(8, 8, 21), noise(8, 8, 22));
+        let jobs = [
+            Job::Dense(&a),
+            Job::Product {
+                left: &a,
+                right: &b,
+            },
+            Job::Product {
+                left: &b,
+                right: &a,
+            },
+            Job::Dense(&b),
+        ];
+        let backend = FaerBackend::new(2).unwrap();
+        for precision in [Precision::F64, Precision::F32] {
+            let got = backend.spectra(&jobs, precision).unwrap();
+            for (i, job) in jobs.iter().enumerate() {
+                let want = match *job {
+                    Job::Dense(m) => dense_values_f64(m, Par::Seq).unwrap(),
+                    Job::Product { left, right } => {
+                        dense_values_f64(&left.matmul(right), Par::Seq).unwrap()
+                    }
+                };
+                for (g, w) in got[i].iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-9 * want[0],
+                        "job {i} ({precision}): {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The circuit bound from Gram factors is an upper bound on the error, from well- to
+    /// ill-conditioned and rank-deficient factors; where it cannot prove the f32 contract the
+    /// backend computes the circuit from thin QRs instead.
+    #[test]
+    fn gram_product_bound_holds_and_the_backend_falls_back_when_it_is_not_met() {
+        let graded = |k: usize, kappa: f64| -> Vec<f64> {
+            (0..k)
+                .map(|i| kappa.powf(-(i as f64) / (k - 1) as f64))
+                .collect()
+        };
+        let mut bounded = 0;
+        let backend = FaerBackend::new(1).unwrap();
+        for (seed, kappa) in [1.0, 1e2, 1e4, 1e6, 1e8].into_iter().enumerate() {
+            let seed = 100 + 10 * seed as u64;
+            let left = with_singular_values(1024, 8, &graded(8, kappa), seed);
+            let right = with_singular_values(96, 8, &graded(8, kappa.sqrt()), seed + 5).transpose();
+            let exact = product_values::<f64>(&left, &right, Par::Seq).unwrap();
+            let factors = (
+                gram_factor(&left, false, Par::Seq).and_then(|(_, f)| f),
+                gram_factor(&right, true, Par::Seq).and_then(|(_, f)| f),
+            );
+            if let (Some(l), Some(r)) = &factors {
+                let g = gram_product(l, r, Par::Seq).unwrap();
+                let worst = g
+                    .values
+                    .iter()
+                    .zip(&exact)
+                    .map(|(a, e)| (a - e).abs())
+                    .fold(0.0f64, f64::max);
+                // The reference's own error is about 1e-15·σ_1.
+                assert!(
+                    worst <= g.error_bound + 1e-13 * exact[0],
+                    "kappa {kappa:e}: error {worst:e} above the bound {:e}",
+                    g.error_bound
+                );
+                bounded += 1;
+            }
+            let jobs = [
+                Job::Dense(&left),
+                Job::Dense(&right),
+                Job::Product {
+                    left: &left,
+                    right: &right,
+                },
+            ];
+            let out = backend.spectra_with_methods(&jobs, Precision::F32).unwrap();
+            for (a, e) in out[2].0.iter().zip(&exact) {
+                assert!(
+                    (a - e).abs() <= 1e-6 * exact[0],
+                    "kappa {kappa:e}: {a} vs {e}"
+                );
+            }
+            // Bounds (σ_1 0.1-1): 3.6e-13 at kappa 1, 1.5e-8 at 1e4, 3.6e-7 at 1e6 and 1e8,
+            // where 1e-6·σ_1 is 1.3e-7 and 1.2e-7.
+            if kappa <= 1e4 {
+                assert_eq!(out[2].1, Method::GramProduct, "kappa {kappa:e}");
+            } else {
+                assert_eq!(out[2].1, Method::ProductF64, "kappa {kappa:e}");
+            }
+        }
+        assert!(bounded >= 3, "only {bounded} cases had both Gram factors");
+        // Rank 32 of 64 (a head's shape): exact zeros are beyond what the Gram factors of
+        // 1024-long columns can resolve to 1e-6·σ_1.
+        let mut s = graded(64, 10.0);
+        s[32..].fill(0.0);
+        let deficient = with_singular_values(1024, 64, &s, 7);
+        let right = with_singular_values(1024, 64, &graded(64, 10.0), 8).transpose();
+        let jobs = [Job::Product {
+            left: &deficient,
+            right: &right,
+        }];
+        let shared = [Job::Dense(&deficient), Job::Dense(&right), jobs[0]];
+        let out = backend
+            .spectra_with_methods(&shared, Precision::F32)
+            .unwrap();
+        assert_eq!(out[2].1, Method::ProductF64);
+        let exact = backend.spectra(&jobs, Precision::F64).unwrap();
+        for (a, e) in out[2].0.iter().zip(&exact[0]) {
+            assert!((a - e).abs() <= 1e-6 * exact[0][0], "{a} vs {e}");
         }
     }
 

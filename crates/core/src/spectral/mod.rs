@@ -109,7 +109,11 @@
 //!   1e-8·σ_1 on a 768² Gaussian); in f64 the SVD runs directly, since the bound cannot reach
 //!   1e-12·σ_1 unless the matrix is nearly orthogonal (see [`DenseAlgorithm::Auto`]).
 //! * Product jobs: thin Householder QR of `left` and `right^T`, the `k x k` core `R_l R_r^T`,
-//!   and its values-only SVD ([`bidiagonal`]), in f64.
+//!   and its values-only SVD ([`bidiagonal`]), in f64. In f32, factors shared within a batch
+//!   are reduced instead to the Cholesky factors of their `k x k` Gram matrices (formed in
+//!   f64; a per-head job takes its values from the same Gram matrix), and the core
+//!   `L_l^T L_r` is kept when a proved bound meets the contract (`GramFactor` in
+//!   [`faer_backend`]); otherwise thin QRs.
 //! * Jobs of a batch run in parallel on the backend's own rayon pool, one thread per job,
 //!   largest first ([`JobParallelism::Auto`]), each queued by itself, so that batches
 //!   submitted at once from several threads interleave ([`SvdBackend::batches_in_flight`]); [`FaerBackend::spectra_with_methods`] also says

@@ -67,6 +67,36 @@ pub(crate) fn eigenvalues(mut a: ColMajor, par: Par) -> Option<Vec<f64>> {
     super::tridiagonal::eigenvalues(&diagonal, &mut off)
 }
 
+/// The lower Cholesky factor L (L Lᵀ = A) of the symmetric matrix whose lower triangle is `a`,
+/// in place (outer-product form: each column is scaled, then subtracted from the trailing
+/// columns; the same operations as the inner-product forms in another order, so Higham's
+/// backward error bound |ΔA| <= γ_{n+1} |L||Lᵀ| holds). `None` at the first pivot that is not
+/// positive and finite; the strict upper triangle is not read.
+pub(crate) fn cholesky_lower(a: &mut ColMajor) -> Option<()> {
+    let (n, ld) = (a.rows, a.ld);
+    for j in 0..n {
+        let d = a.data[j + j * ld];
+        if !(d > 0.0 && d.is_finite()) {
+            return None;
+        }
+        let r = d.sqrt();
+        a.data[j + j * ld] = r;
+        for x in &mut a.data[j + 1 + j * ld..n + j * ld] {
+            *x /= r;
+        }
+        let (done, rest) = a.data.split_at_mut((j + 1) * ld);
+        let col = &done[j * ld..j * ld + n];
+        for c in j + 1..n {
+            let f = col[c];
+            if f != 0.0 {
+                let start = (c - j - 1) * ld;
+                axpy(-f, &col[c..n], &mut rest[start + c..start + n]);
+            }
+        }
+    }
+    Some(())
+}
+
 /// Reduces the lower triangle to a lower band of width `b` (zero below it).
 fn dense_to_band(a: &mut ColMajor, b: usize, par: Par) {
     let (n, ld) = (a.rows, a.ld);
