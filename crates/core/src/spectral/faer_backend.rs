@@ -367,63 +367,61 @@ impl FaerBackend {
         } else {
             SharedFactors::default()
         };
-        {
-            // First pass: every dense job, and the factors no dense job reduces.
-            let mut first: Vec<Task> = (0..jobs.len())
-                .filter(|&i| matches!(jobs[i], Job::Dense(_)))
-                .map(Task::Job)
-                .collect();
-            first.extend(
-                (0..shared.factors.len())
-                    .filter(|&f| shared.dense_of[f].is_none())
-                    .map(Task::Factor),
-            );
-            let mut out: Vec<Option<(Vec<f64>, Method)>> = vec![None; jobs.len()];
-            let mut factors: Vec<Option<Factor>> = std::iter::repeat_with(|| None)
-                .take(shared.factors.len())
-                .collect();
-            let done = self.run_tasks(
-                &first,
-                |t| self.task_cost(jobs, &shared, t),
-                |t, par| self.first_pass(jobs, &shared, t, precision, par),
-            );
-            for (task, result) in first.iter().zip(done) {
-                let (values, r) = result?;
-                match *task {
-                    Task::Job(i) => {
-                        out[i] = values;
-                        if let Some(f) = shared.factor_of_dense(i) {
-                            factors[f] = r;
-                        }
+        // First pass: every dense job, and the factors no dense job reduces.
+        let mut first: Vec<Task> = (0..jobs.len())
+            .filter(|&i| matches!(jobs[i], Job::Dense(_)))
+            .map(Task::Job)
+            .collect();
+        first.extend(
+            (0..shared.factors.len())
+                .filter(|&f| shared.dense_of[f].is_none())
+                .map(Task::Factor),
+        );
+        let mut out: Vec<Option<(Vec<f64>, Method)>> = vec![None; jobs.len()];
+        let mut factors: Vec<Option<Factor>> = std::iter::repeat_with(|| None)
+            .take(shared.factors.len())
+            .collect();
+        let done = self.run_tasks(
+            &first,
+            |t| self.task_cost(jobs, &shared, t),
+            |t, par| self.first_pass(jobs, &shared, t, precision, par),
+        );
+        for (task, result) in first.iter().zip(done) {
+            let (values, r) = result?;
+            match *task {
+                Task::Job(i) => {
+                    out[i] = values;
+                    if let Some(f) = shared.factor_of_dense(i) {
+                        factors[f] = r;
                     }
-                    Task::Factor(f) => factors[f] = r,
                 }
+                Task::Factor(f) => factors[f] = r,
             }
-            // Second pass: the products.
-            let second: Vec<Task> = (0..jobs.len())
-                .filter(|&i| matches!(jobs[i], Job::Product { .. }))
-                .map(Task::Job)
-                .collect();
-            let done = self.run_tasks(
-                &second,
-                |t| self.task_cost(jobs, &shared, t),
-                |t, par| {
-                    let Task::Job(i) = *t else {
-                        unreachable!("the second pass holds products only")
-                    };
-                    let cores = shared
-                        .product_factors(i)
-                        .and_then(|(l, r)| Some((factors[l].as_ref()?, factors[r].as_ref()?)));
-                    self.product(i, &jobs[i], cores, precision, par)
-                },
-            );
-            for (task, result) in second.iter().zip(done) {
-                if let Task::Job(i) = *task {
-                    out[i] = Some(result?);
-                }
-            }
-            Ok(out.into_iter().flatten().collect())
         }
+        // Second pass: the products.
+        let second: Vec<Task> = (0..jobs.len())
+            .filter(|&i| matches!(jobs[i], Job::Product { .. }))
+            .map(Task::Job)
+            .collect();
+        let done = self.run_tasks(
+            &second,
+            |t| self.task_cost(jobs, &shared, t),
+            |t, par| {
+                let Task::Job(i) = *t else {
+                    unreachable!("the second pass holds products only")
+                };
+                let cores = shared
+                    .product_factors(i)
+                    .and_then(|(l, r)| Some((factors[l].as_ref()?, factors[r].as_ref()?)));
+                self.product(i, &jobs[i], cores, precision, par)
+            },
+        );
+        for (task, result) in second.iter().zip(done) {
+            if let Task::Job(i) = *task {
+                out[i] = Some(result?);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// Runs `tasks` on the pool: in parallel, largest first by `cost`, each single-threaded,
