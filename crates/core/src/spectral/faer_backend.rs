@@ -494,11 +494,7 @@ impl FaerBackend {
                     .then(|| gram_factor(m, transposed, par))
                     .flatten()
                     .and_then(|(_, factor)| factor);
-                let factor = match gram {
-                    Some(g) => Factor::Gram(g),
-                    None => Factor::Qr(thin_r(m, transposed, par)),
-                };
-                Ok((None, Some(factor)))
+                Ok((None, Some(Factor::gram_or_qr(gram, m, transposed, par))))
             }
             Task::Job(i) => {
                 if let Some(f) = shared.factor_of_dense(i)
@@ -511,10 +507,7 @@ impl FaerBackend {
                         && let Some((values, factor)) = gram_factor(m, transposed, par)
                         && values.meets(precision.tolerance())
                     {
-                        let factor = match factor {
-                            Some(g) => Factor::Gram(g),
-                            None => Factor::Qr(thin_r(m, transposed, par)),
-                        };
+                        let factor = Factor::gram_or_qr(factor, m, transposed, par);
                         return Ok((Some((values.values, Method::Gram)), Some(factor)));
                     }
                     let r = thin_r(m, transposed, par);
@@ -678,6 +671,17 @@ enum Factor {
     /// The Cholesky factor of its k x k Gram matrix, with the bounds [`gram_product`] needs
     /// (f32 contract only).
     Gram(GramFactor),
+}
+
+impl Factor {
+    /// The Gram factor when there is one, else the thin QR's triangular factor of `m` (as
+    /// products use it: transposed for a right factor).
+    fn gram_or_qr(gram: Option<GramFactor>, m: &Matrix, transposed: bool, par: Par) -> Factor {
+        match gram {
+            Some(g) => Factor::Gram(g),
+            None => Factor::Qr(thin_r(m, transposed, par)),
+        }
+    }
 }
 
 /// A unit of work of [`FaerBackend::spectra_with_methods`]: a job by index, or the thin QR of
