@@ -148,14 +148,20 @@ fn sweep_ql(
             let old_c = c;
             c = pp / r;
             s = bb / r;
+            // γ²/c as γ²·(r/pp): this quotient is formed beside c's, off the chain of
+            // dependent operations from one step to the next (one division on it, not two).
+            let r_over_pp = r / pp;
             let old_gamma = gamma;
             let alpha = d[i];
             gamma = c * (alpha - shift) - s * old_gamma;
             d[i + 1] = old_gamma + (alpha - gamma);
-            pp = if c != 0.0 {
-                gamma * gamma / c
-            } else {
+            pp = if c == 0.0 {
                 old_c * bb
+            } else if r_over_pp <= f64::MAX {
+                gamma * gamma * r_over_pp
+            } else {
+                // pp/r near underflow (c subnormal): the quotient overflowed.
+                gamma * gamma / c
             };
         }
         e[l] = s * pp;
