@@ -292,7 +292,7 @@ pub(crate) fn bidiagonal_values(d: &mut [f64], e: &mut [f64]) -> Option<()> {
 }
 
 /// Σ a_i b_i with eight partial sums (the loop vectorises).
-#[inline]
+#[inline(always)]
 pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -312,7 +312,7 @@ pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// y += alpha · x.
-#[inline]
+#[inline(always)]
 pub(super) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += alpha * x;
@@ -321,7 +321,7 @@ pub(super) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
 
 /// Householder reflector `I - tau v vᵀ` (v[0] = 1) that maps x to (beta, 0, ..., 0): returns
 /// (tau, beta) and leaves v[1..] in x[1..]. tau = 0 when x[1..] is zero already.
-#[inline]
+#[inline(always)]
 pub(super) fn householder(x: &mut [f64]) -> (f64, f64) {
     let alpha = x[0];
     let tail = dot(&x[1..], &x[1..]);
@@ -342,6 +342,7 @@ pub(super) fn householder(x: &mut [f64]) -> (f64, f64) {
 /// The reflector `I - tau v vᵀ` on rows r0..r1 (at least two) that annihilates column c below
 /// row r0: its vector goes to `v[..r1 - r0]` (v[0] = 1), the column becomes (beta, 0, ..., 0),
 /// and tau is returned (0 when the column was zero below r0 already).
+#[inline(always)]
 pub(super) fn column_reflector(
     a: &mut [f64],
     ld: usize,
@@ -359,6 +360,7 @@ pub(super) fn column_reflector(
 }
 
 /// Applies `I - tau v vᵀ` from the left to rows r0..r0+len(v) of the columns `cols`.
+#[inline(always)]
 pub(super) fn apply_left(
     a: &mut [f64],
     ld: usize,
@@ -377,6 +379,7 @@ pub(super) fn apply_left(
 
 /// Applies `I - tau v vᵀ` from the right to columns c0..c0+len(v) of the rows `rows`, with
 /// `w` (at least `rows.len()` long) as scratch: w = A v, then A -= tau w vᵀ.
+#[inline(always)]
 pub(super) fn apply_right(
     a: &mut [f64],
     ld: usize,
@@ -483,6 +486,7 @@ fn band_to_bidiagonal(a: &mut [f64], ld: usize, n: usize, b: usize) {
 /// Householder QR, unblocked, of the `p x k` panel (column-major, leading dimension `ld`,
 /// p >= 1): R in its upper triangle, the reflectors' vectors (unit first entry implicit)
 /// below it, their coefficients in `tau`.
+#[inline(always)]
 pub(super) fn panel_qr(panel: &mut [f64], ld: usize, p: usize, k: usize, tau: &mut [f64]) {
     for j in 0..k.min(p) {
         let (left, right) = panel.split_at_mut(((j + 1) * ld).min(panel.len()));
