@@ -99,7 +99,30 @@ impl ColMajor {
 
 /// Singular values, descending, of `a` (destroyed). `None` when an entry is not finite or the
 /// tridiagonal iteration does not converge.
-pub(crate) fn singular_values(mut a: ColMajor, par: Par) -> Option<Vec<f64>> {
+///
+/// On x86-64 CPUs with AVX the reductions run compiled for AVX, as in
+/// [`super::symmetric::eigenvalues`] (same operations in the same order: the same bits).
+pub(crate) fn singular_values(a: ColMajor, par: Par) -> Option<Vec<f64>> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX, the one feature `singular_values_avx` is compiled for
+        // beyond the target's baseline.
+        return unsafe { singular_values_avx(a, par) };
+    }
+    singular_values_portable(a, par)
+}
+
+/// [`singular_values_portable`] compiled for AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn singular_values_avx(a: ColMajor, par: Par) -> Option<Vec<f64>> {
+    singular_values_portable(a, par)
+}
+
+/// [`singular_values`] for the target's baseline; inlined into each compiled copy, with the
+/// reductions it calls.
+#[inline(always)]
+fn singular_values_portable(mut a: ColMajor, par: Par) -> Option<Vec<f64>> {
     if a.rows < a.cols {
         let mut t = ColMajor::zeros(a.cols, a.rows);
         for j in 0..a.cols {
@@ -403,6 +426,7 @@ pub(super) fn apply_right(
 
 /// Left reflector on rows r0..r1 of column c, annihilating its entries below row r0, applied
 /// to columns c+1..=c_last.
+#[inline(always)]
 fn reflect_col(
     a: &mut [f64],
     ld: usize,
@@ -424,6 +448,7 @@ fn reflect_col(
 /// Right reflector on columns c0..c1 of row r, annihilating its entries right of column c0,
 /// applied to rows r+1..=r_last.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn reflect_row(
     a: &mut [f64],
     ld: usize,
@@ -457,6 +482,7 @@ fn reflect_row(
 /// one right reflector, then chases the bulge down the band, a left reflector annihilating
 /// the first column of each bulge and a right reflector the part of a row outside the band.
 /// The rest of each bulge lies in the next sweep's path and is annihilated there.
+#[inline(always)]
 fn band_to_bidiagonal(a: &mut [f64], ld: usize, n: usize, b: usize) {
     if n < 2 {
         return;
@@ -554,6 +580,7 @@ pub(super) fn take_reflectors(
 
 /// Reduces the m x n (m >= n) matrix to upper band form of width `b`: the leading n x n block
 /// holds the band, everything else is zero.
+#[inline(always)]
 fn dense_to_band(a: &mut ColMajor, b: usize, par: Par) {
     let (m, n, ld) = (a.rows, a.cols, a.ld);
     let mut tau = vec![0.0; b];
@@ -769,6 +796,19 @@ mod tests {
             let mut got: Vec<f64> = d.iter().map(|x| x.abs()).collect();
             got.sort_by(|a, b| b.total_cmp(a));
             assert_close(&got, &want, 1e-14 * want[0], &format!("zeros at {zeros:?}"));
+        }
+    }
+
+    #[test]
+    fn the_dispatched_copy_computes_the_portable_copys_bits() {
+        // One-stage and two-stage sizes, tall and wide; on a CPU with AVX `singular_values`
+        // runs the AVX copy, which must neither fuse nor reorder an operation.
+        for (rows, cols) in [(60, 40), (150, 150), (97, 230)] {
+            let a = noise(rows, cols, (rows * cols) as u64);
+            let dispatched = singular_values(a.clone(), Par::Seq).unwrap();
+            let portable = singular_values_portable(a, Par::Seq).unwrap();
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&dispatched), bits(&portable), "{rows} x {cols}");
         }
     }
 
