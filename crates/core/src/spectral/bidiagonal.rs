@@ -97,26 +97,11 @@ impl ColMajor {
     }
 }
 
-/// Singular values, descending, of `a` (destroyed). `None` when an entry is not finite or the
-/// tridiagonal iteration does not converge.
-///
-/// On x86-64 CPUs with AVX the reductions run compiled for AVX, as in
-/// [`super::symmetric::eigenvalues`] (same operations in the same order: the same bits).
-pub(crate) fn singular_values(a: ColMajor, par: Par) -> Option<Vec<f64>> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the CPU has AVX, the one feature `singular_values_avx` is compiled for
-        // beyond the target's baseline.
-        return unsafe { singular_values_avx(a, par) };
-    }
-    singular_values_portable(a, par)
-}
-
-/// [`singular_values_portable`] compiled for AVX.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx")]
-fn singular_values_avx(a: ColMajor, par: Par) -> Option<Vec<f64>> {
-    singular_values_portable(a, par)
+with_avx_copy! {
+    /// Singular values, descending, of `a` (destroyed). `None` when an entry is not finite or
+    /// the tridiagonal iteration does not converge. On x86-64 CPUs with AVX the reductions run
+    /// compiled for AVX (see `with_avx_copy`).
+    pub(crate) fn singular_values(a: ColMajor, par: Par) -> Option<Vec<f64>> = singular_values_portable
 }
 
 /// [`singular_values`] for the target's baseline; inlined into each compiled copy, with the

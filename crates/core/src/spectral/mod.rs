@@ -121,6 +121,31 @@
 //!
 //! Figures: README, "Benchmarks".
 
+/// `$vis fn $name(args) -> ret`, which runs `$portable` (an `#[inline(always)]` function, so
+/// that it and the kernels it inlines are compiled into each copy) compiled for AVX on x86-64
+/// CPUs that have it, and as built for the target's baseline (SSE2) everywhere else. The
+/// reductions of `symmetric.rs` and `bidiagonal.rs` are vector code but not matrix products
+/// (which faer dispatches at run time itself); no FMA is enabled and no operation is
+/// reordered, so both copies compute the same bits (a test in each module checks it).
+macro_rules! with_avx_copy {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $portable:ident) => {
+        $(#[$doc])*
+        $vis fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx") {
+                #[target_feature(enable = "avx")]
+                fn avx($($arg: $ty),*) -> $ret {
+                    $portable($($arg),*)
+                }
+                // SAFETY: the CPU has AVX, the one feature `avx` is compiled for beyond the
+                // target's baseline.
+                return unsafe { avx($($arg),*) };
+            }
+            $portable($($arg),*)
+        }
+    };
+}
+
 pub mod baseline;
 mod bidiagonal;
 mod faer_backend;

@@ -29,31 +29,13 @@ use super::bidiagonal::{
 /// Width of the band of the first stage.
 pub(crate) const BAND: usize = 16;
 
-/// Eigenvalues, ascending, of the symmetric matrix whose lower triangle is `a` (square; the
-/// strict upper triangle is ignored and destroyed). `None` when an entry is not finite or the
-/// tridiagonal iteration does not converge.
-///
-/// On x86-64 CPUs with AVX the same code runs compiled for AVX (256-bit vectors; the target's
-/// baseline is SSE2): the panel factorisations, the bulge chase and their reductions are
-/// written for vectors but are not matrix products, which faer's kernels already dispatch at
-/// run time (the chase alone was about a quarter of the f32 extract's CPU time). No fused
-/// multiply-add is enabled and no operation is reordered, so both copies compute the same
-/// values bit for bit.
-pub(crate) fn eigenvalues(a: ColMajor, par: Par) -> Option<Vec<f64>> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the CPU has AVX, the one feature `eigenvalues_avx` is compiled for beyond
-        // the target's baseline.
-        return unsafe { eigenvalues_avx(a, par) };
-    }
-    eigenvalues_portable(a, par)
-}
-
-/// [`eigenvalues_portable`] compiled for AVX.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx")]
-fn eigenvalues_avx(a: ColMajor, par: Par) -> Option<Vec<f64>> {
-    eigenvalues_portable(a, par)
+with_avx_copy! {
+    /// Eigenvalues, ascending, of the symmetric matrix whose lower triangle is `a` (square; the
+    /// strict upper triangle is ignored and destroyed). `None` when an entry is not finite or
+    /// the tridiagonal iteration does not converge. On x86-64 CPUs with AVX the panel
+    /// factorisations and the bulge chase (about a quarter of the f32 extract's CPU time) run
+    /// compiled for AVX (see `with_avx_copy`).
+    pub(crate) fn eigenvalues(a: ColMajor, par: Par) -> Option<Vec<f64>> = eigenvalues_portable
 }
 
 /// [`eigenvalues`] for the target's baseline; inlined into each compiled copy, with the
