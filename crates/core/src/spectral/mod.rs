@@ -126,7 +126,8 @@
 /// CPUs that have it, and as built for the target's baseline (SSE2) everywhere else. The
 /// reductions of `symmetric.rs` and `bidiagonal.rs` are vector code but not matrix products
 /// (which faer dispatches at run time itself); no FMA is enabled and no operation is
-/// reordered, so both copies compute the same bits (a test in each module checks it).
+/// reordered (Rust floats have no fast-math), so both copies compute the same values; the
+/// tests of each module check both against faer's.
 macro_rules! with_avx_copy {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $portable:ident) => {
         $(#[$doc])*
